@@ -1,0 +1,5 @@
+import sys
+
+from actc.cli.main import main
+
+sys.exit(main())

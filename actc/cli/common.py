@@ -1,0 +1,21 @@
+"""Arguments and helpers shared by subcommands that take a model."""
+from __future__ import annotations
+
+import argparse
+
+from actc.io.model import load_model
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model directory, or a .pdmodel file")
+    p.add_argument("params", nargs="?", default=None,
+                   help="params file (default: found beside the program)")
+    p.add_argument("--model-filename", default=None,
+                   help="program file name inside the model directory")
+    p.add_argument("--params-filename", default=None,
+                   help="params file name inside the model directory")
+
+
+def load_from_args(args):
+    return load_model(args.model, args.params, model_filename=args.model_filename,
+                      params_filename=args.params_filename)

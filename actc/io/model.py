@@ -1,0 +1,144 @@
+"""Load a model into the IR and write one back, with one-line errors and atomic writes."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from actc.errors import ActcError
+from actc.io.locate import ModelFiles, locate_model
+from actc.io.params import read_params, write_params
+from actc.ir.program import IRError, Program
+from actc.proto import framework_pb2 as fpb
+
+MODEL_FILENAME = "model.pdmodel"
+PARAMS_FILENAME = "model.pdiparams"
+
+
+def parse_program(data: bytes, path: str | Path) -> fpb.ProgramDesc:
+    """Bytes -> ProgramDesc, telling apart empty, PIR json, and corrupt files."""
+    if not data:
+        raise ActcError("empty program file", path=path)
+    if data.lstrip()[:1] in (b"{", b"["):
+        raise ActcError(
+            "this is a Paddle 3 PIR model (JSON); actc reads the legacy ProgramDesc format. "
+            "Re-export with FLAGS_enable_pir_api=0 set before `import paddle`", path=path)
+    desc = fpb.ProgramDesc()
+    try:
+        desc.ParseFromString(data)
+    except Exception:
+        raise ActcError(f"not a Paddle ProgramDesc: protobuf cannot parse these {len(data)} bytes "
+                        "(truncated or not a .pdmodel)", path=path) from None
+    if not desc.blocks:
+        raise ActcError("not a Paddle ProgramDesc: it has no blocks", path=path)
+    for bi, block in enumerate(desc.blocks):
+        if block.parent_idx >= len(desc.blocks) or block.parent_idx < -1:
+            raise ActcError(f"corrupt program: block {bi} has parent {block.parent_idx}",
+                            path=path)
+        for op in block.ops:
+            if not op.type or not op.type.isprintable():
+                raise ActcError(f"corrupt program: block {bi} has an op with no valid type",
+                                path=path)
+    return desc
+
+
+def _check_params(program: Program, files: ModelFiles) -> None:
+    """Dtype and size of each tensor against its VarDesc; quant scales and int8 weights under
+    an fp32 VarDesc are legitimate (Paddle writes them), anything else is a mismatch."""
+    quant_inputs = set()
+    for op in program.ops(block=None):
+        if "quant" in op.type:
+            quant_inputs.update(op.input_names)
+    for name, tensor in program.params.items():
+        var = program.var(name)
+        if var is None or var.shape is None or name in quant_inputs:
+            continue
+        declared = var.shape
+        if len(declared) != len(tensor.shape) or any(
+                d >= 0 and d != t for d, t in zip(declared, tensor.shape)):
+            raise ActcError(f"tensor '{name}' has shape {list(tensor.shape)} but the program "
+                            f"declares {list(declared)}: params and program do not match",
+                            path=files.params)
+        if var.dtype_code != tensor.dtype_code and not (
+                tensor.dtype in ("int8", "uint8") and var.dtype in ("float32", "float16")):
+            raise ActcError(f"tensor '{name}' is {tensor.dtype} but the program declares "
+                            f"{var.dtype}: params and program do not match", path=files.params)
+
+
+def load_model(path: str | Path, params: str | Path | None = None, *,
+               model_filename: str | None = None, params_filename: str | None = None,
+               files: ModelFiles | None = None) -> tuple[Program, ModelFiles]:
+    """Locate, parse and check a model; params are memory-mapped, not copied."""
+    files = files or locate_model(path, params, model_filename=model_filename,
+                                  params_filename=params_filename)
+    try:
+        data = files.program.read_bytes()
+    except OSError as e:
+        raise ActcError(f"cannot read: {e.strerror}", path=files.program) from None
+    desc = parse_program(data, files.program)
+    try:
+        program = Program(desc)
+    except IRError as e:
+        raise ActcError(f"corrupt program: {e}", path=files.program) from None
+    names = program.persistable_names()
+    if names and files.params is None:
+        raise ActcError(f"the program has {len(names)} persistable vars but no params file was "
+                        "found beside it (pass it explicitly)", path=files.program)
+    if files.params is not None:
+        try:
+            program.params = read_params(files.params, names)
+        except OSError as e:
+            raise ActcError(f"cannot read: {e.strerror}", path=files.params) from None
+        _check_params(program, files)
+    return program, files
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def save_model(program: Program, out_dir: str | Path, *, source: ModelFiles | None = None,
+               model_filename: str = MODEL_FILENAME,
+               params_filename: str = PARAMS_FILENAME) -> ModelFiles:
+    """Write the program and params into ``out_dir``; never over the input model.
+
+    Both files are written to temporaries first and renamed only once both are complete, so an
+    interrupted write leaves no half-written model behind.
+    """
+    out_dir = Path(out_dir)
+    program_path = out_dir / model_filename
+    params_path = out_dir / params_filename
+    if source is not None:
+        inputs = [source.program] + ([source.params] if source.params else [])
+        if any(_same_file(p, q) for p in (program_path, params_path) for q in inputs) or \
+                _same_file(out_dir, source.directory):
+            raise ActcError("refusing to write over the input model; choose another output "
+                            "directory", path=out_dir)
+    names = program.persistable_names()
+    missing = [n for n in names if n not in program.params]
+    if missing:
+        raise ActcError(f"persistable var '{missing[0]}' has no data to write", path=out_dir)
+    data = program.to_bytes()
+    writes = [(program_path, lambda fh: fh.write(data))]
+    if names:
+        writes.append((params_path, lambda fh: write_params(fh, program.params, names)))
+    tmps: list[str] = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for target, write in writes:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out_dir)
+            tmps.append(tmp)
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+        for tmp, (target, _) in zip(tmps, writes):
+            os.replace(tmp, target)
+    except OSError as e:
+        raise ActcError(f"cannot write the model: {e.strerror or e}", path=out_dir) from None
+    finally:
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return ModelFiles(program_path, params_path if names else None)
