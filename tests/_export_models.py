@@ -15,13 +15,12 @@ from __future__ import annotations
 import os
 import sys
 
-if os.environ.get("FLAGS_enable_pir_api") not in ("0", "false", "False"):
-    # Must be set before paddle is imported; re-exec is not needed because we
-    # have not imported paddle yet.
-    os.environ["FLAGS_enable_pir_api"] = "0"
+# Legacy ProgramDesc output needs PIR off before paddle is imported.
+os.environ["FLAGS_enable_pir_api"] = "0"
 
 import collections
 import contextlib
+import hashlib
 import json
 import shutil
 import time
@@ -326,6 +325,8 @@ def export_one(name: str, cache_dir: Path) -> dict:
         import paddle
 
         meta["paddle_version"] = paddle.__version__
+        # tests/corpus.py re-exports when this script changes
+        meta["exporter"] = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
         meta["sizes"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         if final.exists():  # someone else won the race

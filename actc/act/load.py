@@ -1,0 +1,605 @@
+"""Read an ACT YAML config, validate it against ``schema.py`` and normalise it.
+
+``load_config(path) -> Config``. Every problem is a ``ConfigError`` whose ``str`` is one line,
+``FILE:LINE:COL: error: MESSAGE``; everything actc wants the user to know without stopping
+(old names read as new ones, ignored sections, leniently accepted quirks) is a ``Note`` in
+``Config.notes``, printed the same way with ``note:`` or ``warning:``.
+
+No Paddle import here.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import schema
+from .schema import Key, Section
+
+try:  # the project's user-facing error base (CLI: one line, exit code 2)
+    from actc.errors import ActcError as _ErrorBase
+except ImportError:  # pragma: no cover - only when used outside the actc tree
+    class _ErrorBase(Exception):  # type: ignore[no-redef]
+        exit_code = 2
+
+        def __init__(self, message, *, path=None, line=None, col=None, detail=None):
+            super().__init__(message)
+            self.message, self.path, self.line, self.col, self.detail = (
+                message, path, line, col, detail)
+
+        def __str__(self):
+            return f"{self.path}:{self.line}:{self.col}: error: {self.message}"
+
+
+class ConfigError(_ErrorBase):
+    """A problem in an ACT YAML config: ``str(e) == 'FILE:LINE:COL: error: MESSAGE'``."""
+
+    def __init__(self, path: str | Path, line: int, col: int, message: str):
+        super().__init__(message, path=str(path), line=line, col=col)
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: error: {self.message}"
+
+
+@dataclass
+class Note:
+    path: str
+    line: int
+    col: int
+    kind: str          # "note" or "warning"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: {self.kind}: {self.message}"
+
+
+@dataclass
+class ModelLocation:
+    model_dir: str | None
+    model_filename: str | None = None
+    params_filename: str | None = None
+
+
+@dataclass
+class Config:
+    """A validated, normalised ACT config.
+
+    ``sections`` maps each present compression section (current names) to all of its keys,
+    defaults filled in; ``given`` says which keys the file set; ``where`` gives the 1-based
+    (line, col) of each section ``(name,)`` and key ``(name, key)`` in the file.
+    """
+    path: str
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    given: dict[str, set[str]] = field(default_factory=dict)
+    where: dict[tuple[str, ...], tuple[int, int]] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+    model_location: ModelLocation | None = None
+    ignored_sections: list[str] = field(default_factory=list)
+
+    def __contains__(self, section: str) -> bool:
+        return section in self.sections
+
+    def get(self, section: str, key: str) -> Any:
+        return self.sections[section][key]
+
+    def is_set(self, section: str, key: str) -> bool:
+        return key in self.given.get(section, ())
+
+
+_FLOATISH = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+# `key: [a, b],` / `key: {a: b},` at block level: a trailing comma copied from the tutorial.
+_TRAILING_COMMA = re.compile(r"^(\s*[^\s#][^#]*?:\s*[\[{].*[\]}])(\s*),(\s*(#.*)?)$")
+_TYPE_WORDS = {"int": "an int", "float": "a number", "bool": "a bool (true/false)",
+               "str": "a string", "null": "null", "list": "a list", "mapping": "a mapping"}
+
+
+def suggest(word: Any, choices) -> str:
+    """' (did you mean 'x'?)' or '' -- case-insensitive exact match first, then difflib."""
+    choices = [str(c) for c in choices]
+    for c in choices:
+        if c.lower() == str(word).lower():
+            return f" (did you mean '{c}'?)"
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "list"
+    if isinstance(v, dict):
+        return "mapping"
+    return type(v).__name__
+
+
+def _expected(types) -> str:
+    return " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, str):
+        return f"'{v}'"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    return repr(v)
+
+
+class _Loader:
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.text = text
+        self.notes: list[Note] = []
+        self.cfg = Config(path=path)
+        self.yaml: yaml.SafeLoader | None = None
+
+    # -- helpers --------------------------------------------------------------------------------
+    def err(self, node, message: str) -> ConfigError:
+        m = node.start_mark if node is not None else None
+        return ConfigError(self.path, m.line + 1 if m else 1, m.column + 1 if m else 1, message)
+
+    def note(self, node, message: str, kind: str = "note") -> None:
+        m = node.start_mark if node is not None else None
+        self.cfg.notes.append(Note(self.path, m.line + 1 if m else 1, m.column + 1 if m else 1,
+                                   kind, message))
+
+    def warn(self, node, message: str) -> None:
+        self.note(node, message, "warning")
+
+    @staticmethod
+    def pos(node) -> tuple[int, int]:
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def py(self, node) -> Any:
+        """Plain Python value of a node; the string 'None' is null, as in ACT configs."""
+        if isinstance(node, yaml.MappingNode):
+            return {self.py(k): self.py(v) for k, v in self.pairs(node, "mapping")}
+        if isinstance(node, yaml.SequenceNode):
+            return [self.py(n) for n in node.value]
+        v = self.yaml.construct_object(node, deep=True)
+        return None if v == "None" else v
+
+    def pairs(self, node, where: str):
+        """(key node, value node) pairs of a mapping node; duplicate keys are errors."""
+        seen: dict[Any, Any] = {}
+        out = []
+        for k, v in node.value:
+            name = self.yaml.construct_object(k, deep=True) if isinstance(k, yaml.ScalarNode) else None
+            if name is None or isinstance(name, (list, dict)):
+                raise self.err(k, f"{where}: keys must be plain names")
+            if name in seen:
+                line = seen[name].start_mark.line + 1
+                raise self.err(k, f"{where}: duplicate key '{name}' (first set on line {line})")
+            seen[name] = k
+            out.append((k, v))
+        return out
+
+    # -- parsing --------------------------------------------------------------------------------
+    def compose(self):
+        try:
+            return self._compose(self.text)
+        except yaml.MarkedYAMLError as e:
+            # Lenient: the tutorial's HyperParameterOptimization example ends lines with ','
+            # (`hist_percent: [0.98, 0.999],`), which is not YAML. Strip such commas (only if
+            # the file then parses) and warn about each.
+            lines = self.text.split("\n")
+            fixed: list[int] = []
+            for i, line in enumerate(lines):
+                m = _TRAILING_COMMA.match(line)
+                if m:
+                    lines[i] = m.group(1) + m.group(2) + " " + m.group(3)
+                    fixed.append(i)
+            if fixed:
+                try:
+                    root = self._compose("\n".join(lines))
+                except yaml.MarkedYAMLError:
+                    root = None
+                if root is not None:
+                    for i in fixed:
+                        col = len(_TRAILING_COMMA.match(self.text.split("\n")[i]).group(1)) + \
+                            len(_TRAILING_COMMA.match(self.text.split("\n")[i]).group(2)) + 1
+                        self.cfg.notes.append(Note(
+                            self.path, i + 1, col, "warning",
+                            "ignored the trailing ',' after this value (not valid YAML; "
+                            "copied from ACT's tutorial?)"))
+                    return root
+            mark = e.problem_mark or e.context_mark
+            problem = (e.problem or "invalid YAML").strip()
+            ctx = f" {e.context.strip()}" if e.context else ""
+            raise ConfigError(self.path, mark.line + 1 if mark else 1,
+                              mark.column + 1 if mark else 1,
+                              f"invalid YAML: {problem}" + (f" ({ctx.strip()})" if ctx else ""))
+
+    def _compose(self, text: str):
+        self.yaml = yaml.SafeLoader(text)
+        return self.yaml.get_single_node()
+
+    # -- validation -----------------------------------------------------------------------------
+    def check(self, key: Key, node, where: str) -> Any:
+        v = self.py(node)
+        types = key.types
+        if v is None:
+            if "null" in types:
+                return None
+            if key.required or key.default is None:
+                raise self.err(node, f"{where}: expected {_expected(types)}, got null")
+            self.note(node, f"{where}: null means the default, {_show(key.default)}")
+            return key.default
+        if isinstance(v, bool):
+            if "bool" in types:
+                return v
+        elif isinstance(v, int):
+            if "int" in types:
+                return self.in_range(key, v, node, where)
+            if "float" in types:
+                return self.in_range(key, float(v), node, where)
+        elif isinstance(v, float):
+            if "float" in types:
+                return self.in_range(key, v, node, where)
+        elif isinstance(v, str):
+            if "float" in types and "str" not in types and _FLOATISH.match(v):
+                self.note(node, f"{where}: read '{v}' as the number {float(v)!r} "
+                                "(YAML 1.1 reads exponents without a '.' as strings)")
+                return self.in_range(key, float(v), node, where)
+            if "str" in types:
+                return self.choice(key, v, node, where)
+        elif isinstance(v, list):
+            if "list" in types:
+                return self.check_list(key, node, where)
+        elif isinstance(v, dict):
+            if "mapping" in types:
+                return self.check_mapping(key, node, where)
+        shown = "" if isinstance(v, (list, dict)) else f" {_show(v)}"
+        raise self.err(node, f"{where}: expected {_expected(types)}, got {_type_name(v)}{shown}")
+
+    def in_range(self, key: Key, v, node, where: str):
+        if key.range is None:
+            return v
+        lo, hi = key.range
+        if lo <= v <= hi:
+            return v
+        if key.act_range and key.act_range[0] <= v <= key.act_range[1]:
+            raise self.err(node, f"{where}: {v} is out of range: actc supports {lo}..{hi} bits "
+                                 f"(ACT's table allows {key.act_range[0]}..{key.act_range[1]})")
+        hi_s = "" if hi == float("inf") or hi >= 2**31 - 1 else f"{hi}"
+        rng = f"{lo}..{hi_s}" if hi_s else f">= {lo}"
+        raise self.err(node, f"{where}: {v} is out of range ({rng})")
+
+    def choice(self, key: Key, v: str, node, where: str):
+        if key.value_aliases and v in key.value_aliases:
+            new = key.value_aliases[v]
+            self.note(node, f"{where}: '{v}' is the old name of '{new}'; read as '{new}'")
+            v = new
+        if key.choices is None or v in key.choices:
+            return v
+        raise self.err(node, f"{where}: '{v}' is not one of {', '.join(map(str, key.choices))}"
+                             + suggest(v, key.choices))
+
+    def check_list(self, key: Key, node, where: str) -> list:
+        items = key.items or ("str", "int", "float", "bool", "list", "mapping")
+        item_key = Key(key.name, items, None, key.doc, choices=key.choices, range=key.range,
+                       act_range=key.act_range, value_aliases=key.value_aliases, required=True)
+        out = []
+        for i, n in enumerate(node.value):
+            iw = f"{where}[{i}]"
+            if isinstance(n, yaml.SequenceNode) and "list" in items:
+                inner = [self.check(Key(key.name, ("str",), None, key.doc, required=True), m,
+                                    f"{iw}[{j}]") for j, m in enumerate(n.value)]
+                out.append(inner)
+            else:
+                out.append(self.check(item_key, n, iw))
+        if key.length is not None and len(out) != key.length:
+            raise self.err(node, f"{where}: expected {key.length} values ([low, high]), "
+                                 f"got {len(out)}")
+        return out
+
+    def check_mapping(self, key: Key, node, where: str) -> dict:
+        sub = key.sub or {}
+        out: dict[str, Any] = {}
+        for kn, vn in self.pairs(node, where):
+            name = self.py(kn)
+            if name in sub:
+                out[name] = self.check(sub[name], vn, f"{where}.{name}")
+            elif key.open:
+                out[name] = self.py(vn)
+            else:
+                raise self.err(kn, f"{where}: unknown key '{name}'" + suggest(name, sub))
+        for n, k in sub.items():
+            if n not in out:
+                if k.required:
+                    raise self.err(node, f"{where}: missing required key '{n}'")
+                if not key.open:
+                    out[n] = k.default
+        return out
+
+    # -- sections -------------------------------------------------------------------------------
+    def load(self) -> Config:
+        root = self.compose()
+        if root is None:
+            raise ConfigError(self.path, 1, 1, "the config is empty")
+        if not isinstance(root, yaml.MappingNode):
+            raise self.err(root, "an ACT config is a mapping of sections (QuantPost:, ...)")
+        seen_canonical: dict[str, Any] = {}
+        for kn, vn in self.pairs(root, "config"):
+            name = self.py(kn)
+            if not isinstance(name, str):
+                raise self.err(kn, f"section names are strings, got {_show(name)}")
+            if name in schema.IGNORED_SECTIONS:
+                self.ignored(name, kn, vn)
+                continue
+            canonical = name
+            if name in schema.SECTION_ALIASES:
+                canonical = schema.SECTION_ALIASES[name]
+                self.note(kn, f"'{name}' is the old name of '{canonical}'; read as {canonical}")
+            elif name not in schema.SECTIONS:
+                raise self.err(kn, f"unknown section '{name}'"
+                                   + suggest(name, schema.all_section_names()))
+            if canonical == "Prune":
+                canonical = self.old_prune_target(kn, vn)
+            if canonical in seen_canonical:
+                other = self.py(seen_canonical[canonical])
+                raise self.err(kn, f"section '{name}' is set twice (also as '{other}')")
+            seen_canonical[canonical] = kn
+            self.section(schema.SECTIONS[canonical], name, kn, vn)
+        self.cross_checks(seen_canonical)
+        return self.cfg
+
+    def ignored(self, name: str, kn, vn) -> None:
+        self.cfg.ignored_sections.append(name)
+        if name != "Global":
+            self.note(kn, f"ignored: section '{name}' ({schema.IGNORED_SECTIONS[name]})")
+            return
+        rest = []
+        loc: dict[str, Any] = {}
+        if isinstance(vn, yaml.MappingNode):
+            for k, v in self.pairs(vn, "Global"):
+                key = self.py(k)
+                if key in schema.GLOBAL_MODEL_KEYS:
+                    loc[key] = self.check(schema.GLOBAL_MODEL_KEYS[key], v, f"Global.{key}")
+                else:
+                    rest.append(str(key))
+        elif self.py(vn) is not None:
+            raise self.err(vn, "Global: expected a mapping")
+        if loc:
+            self.cfg.model_location = ModelLocation(loc.get("model_dir"), loc.get("model_filename"),
+                                                    loc.get("params_filename"))
+        if rest:
+            self.note(kn, f"ignored: Global.{', Global.'.join(rest)} (example-script settings; "
+                          "actc reads only model_dir, model_filename and params_filename)")
+
+    def old_prune_target(self, kn, vn) -> str:
+        algo = "prune"
+        if isinstance(vn, yaml.MappingNode):
+            for k, v in self.pairs(vn, "Prune"):
+                if self.py(k) == "prune_algo":
+                    algo = self.check(schema.OLD_PRUNE.keys["prune_algo"], v, "Prune.prune_algo")
+        target = "ASPPrune" if algo == "asp" else "ChannelPrune"
+        self.note(kn, f"'Prune' with prune_algo {algo} is the old form of '{target}'; "
+                      f"read as {target}")
+        return target
+
+    def section(self, sec: Section, written: str, kn, vn) -> None:
+        name = sec.name
+        self.cfg.where[(name,)] = self.pos(kn)
+        values: dict[str, Any] = {}
+        given: set[str] = set()
+        if isinstance(vn, yaml.MappingNode):
+            entries = self.pairs(vn, written)
+        elif self.py(vn) is None:
+            entries = []
+        else:
+            raise self.err(vn, f"{written}: expected a mapping of keys, got "
+                               f"{_type_name(self.py(vn))}")
+        old_prune = written == "Prune"
+        keys = dict(sec.keys)
+        aliases = {k.alias: k.name for k in keys.values() if k.alias}
+        loose_gmp: list[tuple[Any, Any]] = []
+        for k, v in entries:
+            key = self.py(k)
+            if old_prune:
+                if key == "prune_algo":
+                    continue
+                if key not in schema.OLD_PRUNE.keys:
+                    raise self.err(k, f"Prune: unknown key '{key}'" + suggest(key, schema.OLD_PRUNE.keys))
+                if key not in keys:
+                    self.warn(k, f"Prune.{key} has no effect with prune_algo asp; ignored")
+                    continue
+            if key in aliases:
+                new = aliases[key]
+                if new in given:
+                    raise self.err(k, f"{written}: both '{new}' and its old name '{key}' are set")
+                self.note(k, f"{written}.{key} is the old name of {new}; read as {new}")
+                key = new
+            elif key not in keys:
+                if name == "UnstructurePrune" and key in schema.GMP_CONFIG:
+                    loose_gmp.append((k, v))
+                    continue
+                raise self.err(k, f"{written}: unknown key '{key}'"
+                                  + suggest(key, sec.key_names()))
+            elif key in given:
+                raise self.err(k, f"{written}: both '{key}' and its old name are set")
+            spec = keys[key]
+            if sec.per_teacher:
+                values[key] = self.per_teacher(spec, v, f"{written}.{key}")
+            else:
+                values[key] = self.check(spec, v, f"{written}.{key}")
+            given.add(key)
+            self.cfg.where[(name, key)] = self.pos(k)
+            if spec.ignored:
+                self.warn(k, f"{written}.{key} has no effect: {spec.ignored}")
+        if loose_gmp:
+            self.fold_gmp(loose_gmp, values, given, written)
+        for n, spec in keys.items():
+            if n not in values:
+                if spec.required:
+                    raise self.err(kn, f"{written}: missing required key '{n}'")
+                values[n] = spec.default
+        self.cfg.sections[name] = values
+        self.cfg.given[name] = given
+        self.normalise(name, written, values, given, kn)
+
+    def per_teacher(self, spec: Key, node, where: str) -> list:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.err(node, f"{where}: expected a list with one entry per teacher")
+        return [self.check(spec, n, f"{where}[{i}]") for i, n in enumerate(node.value)]
+
+    def fold_gmp(self, loose, values, given, written) -> None:
+        """Lenient: seed 001 writes gmp_config's sub-keys at the section's indentation, so YAML
+        reads `gmp_config: null` plus stray keys. Fold them back into gmp_config, with a warning."""
+        if values.get("gmp_config") not in (None, {}):
+            k, _ = loose[0]
+            raise self.err(k, f"{written}: unknown key '{self.py(k)}' (it belongs in gmp_config)")
+        gmp_key = Key("gmp_config", ("mapping",), None, "", sub=schema.GMP_CONFIG)
+        folded: dict[str, Any] = {}
+        for k, v in loose:
+            folded[self.py(k)] = self.check(schema.GMP_CONFIG[self.py(k)], v,
+                                            f"{written}.gmp_config.{self.py(k)}")
+        for n, spec in gmp_key.sub.items():
+            if n not in folded:
+                if spec.required:
+                    raise self.err(loose[0][0], f"{written}.gmp_config: missing required key '{n}'")
+                folded[n] = spec.default
+        names = ", ".join(self.py(k) for k, _ in loose)
+        self.warn(loose[0][0], f"{written}: read {names} as keys of gmp_config (they are not "
+                               "indented under it, so YAML makes gmp_config empty)")
+        values["gmp_config"] = folded
+        given.add("gmp_config")
+
+    def normalise(self, name: str, written: str, values: dict, given: set, kn) -> None:
+        where = self.cfg.where
+        if name in ("QuantAware", "QuantPost"):
+            if isinstance(values["not_quant_pattern"], str):
+                values["not_quant_pattern"] = [values["not_quant_pattern"]]
+            if values["not_quant_pattern"] is None:
+                values["not_quant_pattern"] = []
+        if name == "TrainConfig":
+            opt, args = values.pop("optimizer"), values.pop("optim_args")
+            for old in ("optimizer", "optim_args"):
+                if old in given:
+                    given.discard(old)
+                    if "optimizer_builder" in given and old == "optimizer":
+                        raise self._err_at(name, old, f"{written}: both 'optimizer_builder' and "
+                                                      "the old 'optimizer' are set")
+            if opt is not None or args:
+                args = dict(args or {})
+                builder: dict[str, Any] = {"optimizer": {"type": opt or "SGD"},
+                                           "weight_decay": None, "regularizer": None,
+                                           "grad_clip": None}
+                for k in ("weight_decay", "regularizer", "grad_clip"):
+                    if k in args:
+                        builder[k] = args.pop(k)
+                builder["optimizer"].update(args)
+                values["optimizer_builder"] = builder
+                given.add("optimizer_builder")
+                line, col = where.get((name, "optimizer"), where.get((name, "optim_args")))
+                where[(name, "optimizer_builder")] = (line, col)
+                self.cfg.notes.append(Note(self.path, line, col, "note",
+                                           f"{written}.optimizer/optim_args are the old form of "
+                                           "optimizer_builder; read as optimizer_builder"))
+            elif "optimizer_builder" not in given:
+                values["optimizer_builder"] = {"optimizer": {"type": "SGD"}, "weight_decay": None,
+                                               "regularizer": None, "grad_clip": None}
+
+    def _err_at(self, section: str, key: str, message: str) -> ConfigError:
+        line, col = self.cfg.where.get((section, key), self.cfg.where.get((section,), (1, 1)))
+        return ConfigError(self.path, line, col, message)
+
+    def cross_checks(self, seen: dict[str, Any]) -> None:
+        s = self.cfg.sections
+        if "HyperParameterOptimization" in s and "QuantPost" not in s:
+            raise self._err_at("HyperParameterOptimization", "", "HyperParameterOptimization "
+                               "searches QuantPost's hyper-parameters: add a QuantPost section")
+        if "QuantPost" in s and "QuantAware" in s:
+            raise self._err_at("QuantPost", "", "QuantPost (post-training quantization) and "
+                               "QuantAware (quantization-aware training) exclude each other: "
+                               "keep one")
+        if "Distillation" in s and "MultiTeacherDistillation" in s:
+            raise self._err_at("MultiTeacherDistillation", "", "Distillation and "
+                               "MultiTeacherDistillation exclude each other: keep one")
+        if "QuantPost" in s:
+            qp = s["QuantPost"]
+            if qp["recon_level"] == "region-wise" and not qp["regions"]:
+                raise self._err_at("QuantPost", "recon_level", "QuantPost.recon_level "
+                                   "region-wise needs regions (a list of [input, output] pairs)")
+            for i, r in enumerate(qp["regions"] or []):
+                if not (isinstance(r, list) and len(r) == 2):
+                    raise self._err_at("QuantPost", "regions", f"QuantPost.regions[{i}]: expected "
+                                       "an [input var, output var] pair")
+            if qp["regions"] and qp["recon_level"] != "region-wise":
+                self._warn_at("QuantPost", "regions", "QuantPost.regions has no effect unless "
+                              "recon_level is region-wise")
+        if "HyperParameterOptimization" in s:
+            h = s["HyperParameterOptimization"]
+            for k in ("hist_percent", "batch_num"):
+                lo, hi = h[k]
+                if lo > hi:
+                    raise self._err_at("HyperParameterOptimization", k,
+                                       f"HyperParameterOptimization.{k}: low {lo} > high {hi}")
+        if "ChannelPrune" in s:
+            c = s["ChannelPrune"]
+            if isinstance(c["pruned_ratio"], list):
+                names = c["prune_params_name"]
+                if not names or len(names) != len(c["pruned_ratio"]):
+                    raise self._err_at("ChannelPrune", "pruned_ratio", "ChannelPrune.pruned_ratio: "
+                                       "a list needs one ratio per prune_params_name entry")
+        if "UnstructurePrune" in s:
+            u = s["UnstructurePrune"]
+            if u["prune_strategy"] == "gmp" and not u["gmp_config"]:
+                raise self._err_at("UnstructurePrune", "prune_strategy", "UnstructurePrune."
+                                   "prune_strategy gmp needs gmp_config (pruning_iterations, "
+                                   "tunning_iterations, ...)")
+        if "Distillation" in s:
+            d = s["Distillation"]
+            node = d["node"] or []
+            flat = all(isinstance(n, str) for n in node)
+            for i, n in enumerate(node):
+                if isinstance(n, list) and len(n) != 2:
+                    raise self._err_at("Distillation", "node", f"Distillation.node[{i}]: expected "
+                                       "a [teacher, student] pair")
+            if not flat and any(isinstance(n, str) for n in node):
+                raise self._err_at("Distillation", "node", "Distillation.node: mix of names and "
+                                   "[teacher, student] pairs")
+            if flat and node and d["teacher_model_dir"] and len(node) % 2:
+                raise self._err_at("Distillation", "node", "Distillation.node: with "
+                                   "teacher_model_dir set, node lists teacher/student pairs, so "
+                                   f"it needs an even number of names (got {len(node)})")
+        if "MultiTeacherDistillation" in s:
+            m = s["MultiTeacherDistillation"]
+            lens = {k: len(v) for k, v in m.items() if k in self.cfg.given["MultiTeacherDistillation"]}
+            if len(set(lens.values())) > 1:
+                raise self._err_at("MultiTeacherDistillation", "", "MultiTeacherDistillation: "
+                                   "every key needs one entry per teacher, got "
+                                   + ", ".join(f"{k}: {n}" for k, n in lens.items()))
+
+    def _warn_at(self, section: str, key: str, message: str) -> None:
+        line, col = self.cfg.where.get((section, key), self.cfg.where.get((section,), (1, 1)))
+        self.cfg.notes.append(Note(self.path, line, col, "warning", message))
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and normalise an ACT YAML config (either format)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(str(path), 1, 1, f"cannot read the config: {e.strerror or e}") from None
+    return loads(text, str(path))
+
+
+def loads(text: str, path: str = "<string>") -> Config:
+    """``load_config`` on text (``path`` is only used in messages)."""
+    return _Loader(path, text).load()
