@@ -10,7 +10,7 @@ Type tokens: ``int``, ``float`` (an int is accepted too), ``bool``, ``str``, ``n
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from . import optypes

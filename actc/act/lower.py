@@ -1,0 +1,507 @@
+"""Lower a normalised ACT config (``load.Config``) to an actc recipe.
+
+``lower(config) -> Lowered`` gives (a) ``steps``: the ordered steps, each a name and an ordered
+dict of plain Python values, with ``Enum`` (a bare enum name), ``Selector`` (selector source
+text) and ``Range`` wrappers where the recipe language has its own kinds; and (b) ``text``: the
+same plan as a readable, editable ``.actc`` recipe (``recipe main() { ... }``, syntax of
+docs/language.md) with comments saying where each step came from and what actc will do.
+
+Section combinations (ACT runs its strategies one after another; so does the recipe):
+  QuantPost [+ HyperParameterOptimization]     -> skip_ops, quantize, calibrate, [search], convert
+  QuantAware/Quantization [+ Distillation]      -> skip_ops, quantize(format: fake), [distill],
+                                                   train, convert(format: onnx|fake)
+  ChannelPrune/ASPPrune/TransformerPrune/UnstructurePrune [+ Distillation]
+                                                -> prune step(s), [distill], train
+  Distillation / MultiTeacherDistillation alone -> distill, train
+  pruning + quantization                        -> the pruning plan, then the quantization plan
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from . import optypes
+from .load import Config, ConfigError, Note
+
+
+class Enum(str):
+    """A bare enum / op-type name in the recipe (``hist``, ``conv2d``)."""
+
+
+class Selector(str):
+    """Selector source text (``op.type in {conv2d, mul}``)."""
+
+
+class Range(NamedTuple):
+    """An inclusive search range ``lo .. hi``."""
+    lo: Any
+    hi: Any
+
+
+@dataclass
+class Step:
+    name: str
+    args: dict[str, Any]
+    comments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Lowered:
+    steps: list[Step]
+    text: str
+    notes: list[Note] = field(default_factory=list)
+
+
+# Words the recipe/pass grammar uses as keywords: an op type spelled like one is quoted.
+RESERVED = frozenset({
+    "import", "pass", "recipe", "rule", "match", "where", "set", "let", "for", "in", "insert",
+    "before", "after", "remove", "bypass", "and", "or", "not", "all", "none", "true", "false",
+    "null", "op", "var", "contains", "glob", "matches",
+})
+
+_RECON = {"layer-wise": "layer_wise", "region-wise": "region_wise"}
+PRUNE_SECTIONS = ("ChannelPrune", "ASPPrune", "TransformerPrune", "UnstructurePrune")
+
+
+# -- value formatting ---------------------------------------------------------------------------
+
+def _ident_ok(s: str) -> bool:
+    return s.isidentifier() and s not in RESERVED
+
+
+def fmt_float(x: float) -> str:
+    if math.isinf(x) or math.isnan(x):
+        raise ValueError(f"cannot write {x} in a recipe")
+    r = repr(float(x))
+    if "e" in r:
+        mant, exp = r.split("e")
+        if "." not in mant:
+            mant += ".0"
+        r = f"{mant}e{exp}"
+    return r
+
+
+def fmt(v: Any) -> str:
+    """A Python value as recipe source."""
+    if isinstance(v, Selector):
+        return str(v)
+    if isinstance(v, Enum):
+        return str(v) if _ident_ok(v) else json.dumps(str(v))
+    if isinstance(v, Range):
+        return f"{fmt(v.lo)} .. {fmt(v.hi)}"
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return fmt_float(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(fmt(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {fmt(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} in a recipe")
+
+
+def _typed_mapping(m: dict | None) -> dict | None:
+    """{type: PiecewiseDecay, ...}: the class name is an enum name, the rest stays as given."""
+    if m is None:
+        return None
+    return {k: (Enum(v) if k == "type" and isinstance(v, str) else v) for k, v in m.items()}
+
+
+def op_types_selector(types) -> Selector:
+    names = ", ".join(t if _ident_ok(t) else json.dumps(t) for t in types)
+    return Selector(f"op.type in {{{names}}}")
+
+
+def name_list(names) -> str:
+    return "[" + ", ".join(json.dumps(n, ensure_ascii=False) for n in names) + "]"
+
+
+# -- lowering -----------------------------------------------------------------------------------
+
+class _Lowerer:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.s = cfg.sections
+        self.steps: list[Step] = []
+        self.notes: list[Note] = []
+        self.pending: list[str] = []     # comments for the next step
+
+    def at(self, section: str, key: str | None = None) -> str:
+        line, _ = self.cfg.where.get((section, key) if key else (section,),
+                                     self.cfg.where.get((section,), (1, 1)))
+        return f"{self.cfg.path}:{line}"
+
+    def comment(self, *lines: str) -> None:
+        self.pending.extend(lines)
+
+    def step(self, name: str, **args: Any) -> Step:
+        st = Step(name, dict(args), self.pending)
+        self.pending = []
+        self.steps.append(st)
+        return st
+
+    def note(self, section: str, kind: str, message: str, key: str | None = None) -> None:
+        line, col = self.cfg.where.get((section, key) if key else (section,),
+                                       self.cfg.where.get((section,), (1, 1)))
+        self.notes.append(Note(self.cfg.path, line, col, kind, message))
+
+    def set_(self, section: str, key: str) -> bool:
+        return self.cfg.is_set(section, key)
+
+    # -- plans ----------------------------------------------------------------------------------
+    def run(self) -> list[Step]:
+        s = self.s
+        prunes = [p for p in PRUNE_SECTIONS if p in s]
+        quant = "QuantPost" if "QuantPost" in s else "QuantAware" if "QuantAware" in s else None
+        distill = "Distillation" in s or "MultiTeacherDistillation" in s
+        if not prunes and not quant and not distill:
+            line, col = self.cfg.where.get(("TrainConfig",), (1, 1))
+            raise ConfigError(self.cfg.path, line, col,
+                              "nothing to compress: add one of QuantPost, QuantAware, "
+                              "ChannelPrune, ASPPrune, TransformerPrune, UnstructurePrune or "
+                              "Distillation (actc does not pick a strategy automatically)")
+        if prunes:
+            for p in prunes:
+                getattr(self, "prune_" + p)()
+            self.distill_steps("the pruned model")
+            self.train_step("pruning")
+        if quant == "QuantPost":
+            if not prunes:
+                for sec in ("Distillation", "MultiTeacherDistillation", "TrainConfig"):
+                    if sec in s:
+                        self.note(sec, "warning", f"{sec} has no effect with QuantPost "
+                                  "(post-training quantization does not train); ignored")
+            self.ptq()
+        elif quant == "QuantAware":
+            self.qat()
+        elif not prunes:
+            self.comment("Distillation alone: train the model to follow its teacher.")
+            self.distill_steps("the model")
+            self.train_step("distillation")
+        return self.steps
+
+    # -- quantization ---------------------------------------------------------------------------
+    def quant_ops(self, sec: str) -> Selector:
+        q = self.s[sec]
+        if q["for_tensorrt"]:
+            types = optypes.TENSORRT_OP_TYPES
+            why = f"for_tensorrt: true ({self.at(sec, 'for_tensorrt')}) -> TENSORRT_OP_TYPES"
+        elif q["is_full_quantize"]:
+            types = optypes.FULL_QUANT_OP_TYPES
+            why = (f"is_full_quantize: true ({self.at(sec, 'is_full_quantize')}) -> every "
+                   "quantizable op type (TRANSFORM_PASS_OP_TYPES + QUANT_DEQUANT_PASS_OP_TYPES)")
+        else:
+            types = q["quantize_op_types"]
+            where = self.at(sec, "quantize_op_types") if self.set_(sec, "quantize_op_types") \
+                else f"{sec} default"
+            self.comment(f"quantize_op_types ({where}) -> op.type in {{...}}")
+            return op_types_selector(types)
+        self.comment(why)
+        if self.set_(sec, "quantize_op_types"):
+            self.comment("  (it replaces quantize_op_types, as in ACT)")
+            self.note(sec, "note", f"{sec}.quantize_op_types is replaced by the "
+                      f"{'TensorRT' if q['for_tensorrt'] else 'full'} op-type list",
+                      "quantize_op_types")
+        return op_types_selector(types)
+
+    def skip_step(self, sec: str) -> None:
+        q = self.s[sec]
+        parts = [f"op.name_scope contains {json.dumps(p, ensure_ascii=False)}"
+                 for p in q["not_quant_pattern"]]
+        src = []
+        if q["not_quant_pattern"]:
+            src.append("not_quant_pattern" + (f" ({self.at(sec, 'not_quant_pattern')})"
+                                              if self.set_(sec, "not_quant_pattern")
+                                              else " (ACT default [skip_quant])"))
+        tensors = q.get("skip_tensor_list") or []
+        if tensors:
+            parts.append(f"op.output in {name_list(tensors)}")
+            src.append(f"skip_tensor_list ({self.at(sec, 'skip_tensor_list')})")
+        if not parts:
+            return
+        self.comment(f"{' + '.join(src)}: these ops stay float (FAQ 4: set an op's name_scope "
+                     "to skip it).")
+        self.step("skip_ops", ops=Selector(" or ".join(parts)))
+
+    def quantize_step(self, sec: str, fmt_: str, qat: bool) -> None:
+        q = self.s[sec]
+        ops = self.quant_ops(sec)
+        args: dict[str, Any] = dict(
+            ops=ops, weight_bits=q["weight_bits"], activation_bits=q["activation_bits"],
+            weight_quantize_type=Enum(q["weight_quantize_type"]),
+            activation_quantize_type=Enum(q["activation_quantize_type"]),
+            format=Enum(fmt_))
+        if qat:
+            if q["activation_quantize_type"] == "range_abs_max":
+                args["window_size"] = q["window_size"]
+            if q["activation_quantize_type"] == "moving_average_abs_max":
+                args["moving_rate"] = q["moving_rate"]
+            args["pact"] = q["use_pact"]
+        self.step("quantize", **args)
+
+    def ptq(self) -> None:
+        sec = "QuantPost"
+        q = self.s[sec]
+        fmt_ = "onnx" if q["onnx_format"] else "fake"
+        self.comment(f"QuantPost ({self.at(sec)}): post-training quantization -- insert "
+                     "quantize/dequantize ops, calibrate scales on data, freeze.")
+        self.skip_step(sec)
+        self.comment(f"Insert quantize/dequantize pairs (W{q['weight_bits']}A{q['activation_bits']}); "
+                     f"onnx_format: {'true' if q['onnx_format'] else 'false'}"
+                     + ("" if self.set_(sec, "onnx_format") else " (PaddleSlim default)")
+                     + f" -> format: {fmt_}.")
+        self.quantize_step(sec, fmt_, qat=False)
+        args: dict[str, Any] = {"algo": Enum(q["algo"])}
+        if q["algo"] == "hist":
+            args["hist_percent"] = q["hist_percent"]
+        args["batch_size"] = q["batch_size"]
+        args["batch_nums"] = q["batch_nums"]
+        args["bias_correction"] = q["bias_correction"]
+        self.comment(f"Calibrate activation scales with {q['algo']} on "
+                     + (f"{q['batch_nums']} x {q['batch_size']} samples."
+                        if q["batch_nums"] else f"all calibration data (batch {q['batch_size']})."))
+        if q["algo"] != "hist" and self.set_(sec, "hist_percent"):
+            self.comment(f"  (hist_percent only applies to algo hist; not passed)")
+        if q["recon_level"]:
+            args["recon_level"] = Enum(_RECON[q["recon_level"]])
+            if q["recon_level"] == "region-wise":
+                args["regions"] = q["regions"]
+            args["epochs"] = q["epochs"]
+            args["lr"] = q["lr"]
+            args["simulate_activation_quant"] = q["simulate_activation_quant"]
+            self.comment(f"Then {q['recon_level']} reconstruction: {q['epochs']} epochs at "
+                         f"lr {q['lr']}.")
+        if q["region_weights_names"]:
+            self.note(sec, "warning", "QuantPost.region_weights_names is not supported by "
+                      "actc's calibrate; ignored (regions are matched by their vars)",
+                      "region_weights_names")
+        self.step("calibrate", **args)
+        if "HyperParameterOptimization" in self.s:
+            h = self.s["HyperParameterOptimization"]
+            self.comment(f"HyperParameterOptimization ({self.at('HyperParameterOptimization')}): "
+                         "re-run calibration over this space, keep the best trial",
+                         "(calibrate above supplies the settings not searched here).")
+            self.step("search", ptq_algo=[Enum(a) for a in h["ptq_algo"]],
+                      bias_correction=h["bias_correction"],
+                      weight_quantize_type=[Enum(w) for w in h["weight_quantize_type"]],
+                      hist_percent=Range(*h["hist_percent"]), batch_num=Range(*h["batch_num"]),
+                      max_trials=h["max_quant_count"])
+        self.comment("Freeze: fold scales, store int8 weights, drop calibration-only ops.")
+        self.step("convert")
+
+    def qat(self) -> None:
+        sec = "QuantAware"
+        q = self.s[sec]
+        final = "onnx" if q["onnx_format"] else "fake"
+        self.comment(f"QuantAware ({self.at(sec)}): quantization-aware training -- train with "
+                     "fake quantize-dequantize ops,",
+                     f"then convert to the {final} format (onnx_format: "
+                     f"{'true' if q['onnx_format'] else 'false'}"
+                     + ("" if self.set_(sec, "onnx_format") else ", PaddleSlim default") + ").")
+        self.skip_step(sec)
+        self.comment(f"Fake-quantize for training (W{q['weight_bits']}A{q['activation_bits']}"
+                     + (", PACT clipping" if q["use_pact"] else "") + ").")
+        self.quantize_step(sec, "fake", qat=True)
+        self.distill_steps("the quantized model")
+        self.train_step("quantization-aware training")
+        self.comment(f"Freeze: fold the trained scales, store int{q['weight_bits']} weights "
+                     f"(format {final}).")
+        self.step("convert", format=Enum(final))
+
+    # -- distillation & training -----------------------------------------------------------------
+    @staticmethod
+    def node_pairs(node: list, teacher_dir: str | None, prefix: str) -> tuple[list, str]:
+        if not node:
+            return [], "none given: actc picks the last layer with parameters, as ACT does"
+        if isinstance(node[0], list):
+            return [list(p) for p in node], "[teacher, student] pairs as given"
+        evens_are_teacher = len(node) % 2 == 0 and all(
+            n.startswith(prefix) for n in node[0::2])
+        if teacher_dir or evens_are_teacher:
+            return [[node[i], node[i + 1]] for i in range(0, len(node), 2)], \
+                "flat teacher/student list -> pairs"
+        return [[prefix + n, n] for n in node], \
+            f"self-distillation: each student var pairs with its '{prefix}' copy in the teacher"
+
+    def distill_steps(self, what: str) -> None:
+        s = self.s
+        if "Distillation" in s:
+            d = s["Distillation"]
+            self.one_distill("Distillation", d, "teacher_", what, None)
+        elif "MultiTeacherDistillation" in s:
+            m = s["MultiTeacherDistillation"]
+            n = max((len(v) for k, v in m.items()
+                     if self.set_("MultiTeacherDistillation", k)), default=0)
+            if n == 0:
+                raise ConfigError(self.cfg.path, *self.cfg.where[("MultiTeacherDistillation",)],
+                                  "MultiTeacherDistillation: give each key one entry per teacher")
+            for i in range(n):
+                one = {k: (v[i] if self.set_("MultiTeacherDistillation", k) else v)
+                       for k, v in m.items()}
+                one["merge_feed"] = True
+                self.one_distill("MultiTeacherDistillation", one, f"teacher{i + 1}_", what, i + 1)
+
+    def one_distill(self, sec: str, d: dict, prefix: str, what: str, index: int | None) -> None:
+        pairs, how = self.node_pairs(d["node"] or [], d["teacher_model_dir"], prefix)
+        teacher = d["teacher_model_dir"]
+        who = f"teacher {index}" if index else "the teacher"
+        self.comment(f"{sec} ({self.at(sec)}): {who} = "
+                     + (f"{teacher}" if teacher else "the uncompressed input model")
+                     + f"; {what} learns to match it.",
+                     f"nodes: {how}.")
+        args: dict[str, Any] = {}
+        if teacher:
+            args["teacher"] = teacher
+            if d["teacher_model_filename"]:
+                args["teacher_model_filename"] = d["teacher_model_filename"]
+            if d["teacher_params_filename"]:
+                args["teacher_params_filename"] = d["teacher_params_filename"]
+        args["nodes"] = pairs
+        loss = d["loss"]
+        args["loss"] = [Enum(x) for x in loss] if isinstance(loss, list) else Enum(loss)
+        args["alpha"] = d["alpha"]
+        if not d.get("merge_feed", True):
+            args["merge_feed"] = False
+        if prefix != "teacher_":
+            args["teacher_prefix"] = prefix
+        self.step("distill", **args)
+
+    def train_step(self, purpose: str) -> None:
+        if "TrainConfig" not in self.s:
+            self.comment(f"No TrainConfig: ACT would not train, so {purpose} would do nothing.",
+                         "actc trains with the train step's defaults (docs/steps.md); "
+                         "set epochs or train_iter here.")
+            first = next(iter(self.s))
+            self.note(first, "warning", f"no TrainConfig section: actc trains with its defaults "
+                      f"for {purpose} (ACT would silently not train); add TrainConfig to choose")
+            self.step("train")
+            return
+        t = self.s["TrainConfig"]
+        b = t["optimizer_builder"]
+        lr = t["learning_rate"]
+        args: dict[str, Any] = {}
+        for k in ("epochs", "train_iter"):
+            if t[k] is not None:
+                args[k] = t[k]
+        args["learning_rate"] = _typed_mapping(lr) if isinstance(lr, dict) else lr
+        args["optimizer"] = _typed_mapping(b["optimizer"])
+        for k in ("weight_decay", "regularizer", "grad_clip"):
+            if b.get(k) is not None:
+                args[k] = _typed_mapping(b[k]) if isinstance(b[k], dict) else b[k]
+        args["eval_iter"] = t["eval_iter"]
+        if self.set_("TrainConfig", "logging_iter"):
+            args["logging_iter"] = t["logging_iter"]
+        for k in ("origin_metric", "target_metric"):
+            if t[k] is not None:
+                args[k] = t[k]
+        if t["amp_config"] is not None:
+            args["amp"] = t["amp_config"]
+        if t["sparse_model"]:
+            args["sparse_model"] = True
+        length = (f"{t['epochs']} epochs" if t["epochs"] else
+                  f"{t['train_iter']} iterations" if t["train_iter"] else "the default length")
+        self.comment(f"TrainConfig ({self.at('TrainConfig')}): {purpose} for {length}.")
+        self.step("train", **args)
+
+    # -- pruning --------------------------------------------------------------------------------
+    def prune_ChannelPrune(self) -> None:
+        c = self.s["ChannelPrune"]
+        names = c["prune_params_name"]
+        ops = (Selector(f"op.input in {name_list(names)}") if names else
+               Selector("op.type == conv2d and op.attr.groups == 1"))
+        self.comment(f"ChannelPrune ({self.at('ChannelPrune')}): remove {c['pruned_ratio']} of "
+                     f"the output channels, ranked by {c['criterion']};",
+                     "prune_params_name -> op.input in [...]" if names else
+                     "no prune_params_name: every conv2d with groups 1.")
+        self.step("prune_channels", ops=ops, ratio=c["pruned_ratio"],
+                  criterion=Enum(c["criterion"]))
+
+    def prune_ASPPrune(self) -> None:
+        names = self.s["ASPPrune"]["prune_params_name"]
+        ops = (Selector(f"op.input in {name_list(names)}") if names else
+               Selector("(op.type == conv2d and op.attr.groups == 1) or op.type in {mul, matmul_v2}"))
+        self.comment(f"ASPPrune ({self.at('ASPPrune')}): 2:4 semi-structured sparsity "
+                     "(two of every four weights are zero);",
+                     "prune_params_name -> op.input in [...]" if names else
+                     "no prune_params_name: conv2d (groups 1), mul and matmul_v2 weights.")
+        self.step("asp_prune", ops=ops)
+
+    def prune_TransformerPrune(self) -> None:
+        r = self.s["TransformerPrune"]["pruned_ratio"]
+        self.comment(f"TransformerPrune ({self.at('TransformerPrune')}): remove {r} of each "
+                     "transformer FC layer (heads and FFN width).")
+        self.step("prune_transformer", ratio=r)
+
+    def prune_UnstructurePrune(self) -> None:
+        u = self.s["UnstructurePrune"]
+        if u["prune_params_type"] == "conv1x1_only":
+            ops = Selector("op.is_conv1x1")
+            which = "prune_params_type conv1x1_only -> op.is_conv1x1"
+        else:
+            norms = ", ".join(optypes.NORM_OP_TYPES)
+            ops = Selector(f"op.has_weight and not (op.type in {{{norms}}})")
+            which = "prune_params_type null -> every weight except normalisation layers'"
+        args: dict[str, Any] = {"ops": ops, "mode": Enum(u["prune_mode"])}
+        if u["prune_mode"] == "ratio":
+            args["ratio"] = u["ratio"]
+            args["local_sparsity"] = u["local_sparsity"]
+            what = (f"{u['ratio']} of the weights zero "
+                    + ("in every matrix" if u["local_sparsity"] else "over the whole model"))
+        else:
+            args["threshold"] = u["threshold"]
+            what = f"weights with |w| < {u['threshold']} zero"
+        if u["prune_strategy"] == "gmp":
+            args["strategy"] = Enum("gmp")
+            args["gmp"] = dict(u["gmp_config"])
+            what += ", reached gradually on the GMP schedule"
+        self.comment(f"UnstructurePrune ({self.at('UnstructurePrune')}): make {what};", which + ".")
+        self.step("sparsify", **args)
+
+
+def render(steps: list[Step], cfg: Config | None = None, name: str = "main",
+           header: list[str] | None = None) -> str:
+    out: list[str] = []
+    for h in header or []:
+        out.append(f"# {h}" if h else "#")
+    out.append(f"recipe {name}() {{")
+    for i, st in enumerate(steps):
+        if i and st.comments:
+            out.append("")
+        for c in st.comments:
+            out.append(f"    # {c}")
+        parts = [f"{k}: {fmt(v)}" for k, v in st.args.items()]
+        one = f"    {st.name}(" + ", ".join(parts) + ")"
+        if len(one) <= 100:
+            out.append(one)
+        else:
+            pad = " " * (len(st.name) + 5)
+            out.append(f"    {st.name}(" + parts[0] + ",")
+            for j, p in enumerate(parts[1:], 1):
+                out.append(pad + p + ("," if j < len(parts) - 1 else ")"))
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def lower(cfg: Config, name: str = "main") -> Lowered:
+    """Lower a loaded ACT config to steps and recipe text."""
+    lw = _Lowerer(cfg)
+    steps = lw.run()
+    header = [f"actc recipe lowered from the ACT config {cfg.path}.",
+              "Edit freely: this is the plan `actc compile` runs (syntax: docs/language.md)."]
+    loc = cfg.model_location
+    if loc and loc.model_dir:
+        files = ", ".join(f for f in (loc.model_filename, loc.params_filename) if f)
+        header.append(f"Model (Global.model_dir): {loc.model_dir}" + (f" ({files})" if files else ""))
+    if cfg.ignored_sections:
+        header.append("Ignored sections (data/eval settings of the example scripts): "
+                      + ", ".join(cfg.ignored_sections))
+    text = render(steps, cfg, name, header)
+    return Lowered(steps=steps, text=text, notes=list(cfg.notes) + lw.notes)

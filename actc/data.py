@@ -1,0 +1,193 @@
+"""Calibration / evaluation data: ``.npz`` files, a directory of them, or ``module:function``.
+
+Arrays are named after the program's feed vars; an optional ``label`` array is kept apart for
+accuracy. Everything is checked against the feeds up front so a mismatch is one clear error,
+not a Paddle stack trace in the middle of calibration.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from actc.errors import ActcError, did_you_mean
+
+LABEL_KEYS = ("label", "labels")
+
+
+@dataclass
+class Batch:
+    feed: dict[str, np.ndarray]
+    label: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.feed.values())))
+
+
+@dataclass
+class FeedSpec:
+    name: str
+    shape: tuple[int, ...] | None
+    dtype: str | None
+
+
+def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:
+        raise ActcError(f"cannot read data: {e}", path=path) from None
+
+
+def _split_label(arrays: dict[str, np.ndarray]):
+    label = None
+    for key in LABEL_KEYS:
+        if key in arrays:
+            label = arrays.pop(key)
+    return arrays, label
+
+
+def _check(arrays: dict[str, np.ndarray], feeds: list[FeedSpec], source: str) -> None:
+    names = [f.name for f in feeds]
+    for f in feeds:
+        if f.name not in arrays:
+            raise ActcError(f"no array named '{f.name}' (the model's feed){did_you_mean(f.name, arrays)}; "
+                            f"arrays here: {', '.join(sorted(arrays)) or 'none'}", path=source)
+    for key in arrays:
+        if key not in names:
+            raise ActcError(f"array '{key}' is not a feed of the model{did_you_mean(key, names)}; "
+                            f"feeds: {', '.join(names)}", path=source)
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) > 1:
+        raise ActcError(f"arrays have different lengths {sorted(counts)}", path=source)
+    for f in feeds:
+        a = arrays[f.name]
+        if a.size == 0 or len(a) == 0:
+            raise ActcError(f"array '{f.name}' is empty", path=source)
+        if f.shape is not None:
+            if a.ndim != len(f.shape) or any(d >= 0 and d != s for d, s in
+                                              zip(f.shape[1:], a.shape[1:])):
+                raise ActcError(f"array '{f.name}' has shape {list(a.shape)} but the model feeds "
+                                f"{list(f.shape)} (-1 = any)", path=source)
+        if f.dtype is not None and str(a.dtype) != f.dtype:
+            kind_ok = np.dtype(a.dtype).kind == np.dtype(f.dtype).kind
+            if not kind_ok:
+                raise ActcError(f"array '{f.name}' is {a.dtype} but the model feeds {f.dtype}",
+                                path=source)
+        if np.dtype(a.dtype).kind == "f" and not np.isfinite(a).all():
+            raise ActcError(f"array '{f.name}' contains NaN or inf", path=source)
+
+
+class Dataset:
+    """Samples held as whole arrays (npz) or produced by a user function, cut into batches."""
+
+    def __init__(self, source: str, feeds: list[FeedSpec]):
+        self.source = source
+        self.feeds = feeds
+        self._arrays: dict[str, np.ndarray] | None = None
+        self._labels: np.ndarray | None = None
+        self._factory = None
+        path = Path(source)
+        if path.is_file():
+            arrays, self._labels = _split_label(_npz_arrays(path))
+            self._set_arrays(arrays, source)
+        elif path.is_dir():
+            files = sorted(path.glob("*.npz"))
+            if not files:
+                raise ActcError("no .npz files in this directory", path=path)
+            parts = [_split_label(_npz_arrays(f)) for f in files]
+            keys = set(parts[0][0])
+            if any(set(p[0]) != keys for p in parts):
+                raise ActcError("the .npz files hold different array names", path=path)
+            arrays = {k: np.concatenate([p[0][k] for p in parts]) for k in keys}
+            labels = [p[1] for p in parts]
+            self._labels = np.concatenate(labels) if all(l is not None for l in labels) else None
+            self._set_arrays(arrays, source)
+        elif ":" in source and not path.suffix:
+            self._factory = _import_factory(source)
+        else:
+            raise ActcError("no such data file or directory (expected .npz, a directory of "
+                            ".npz, or module:function)", path=source)
+
+    def _set_arrays(self, arrays, source):
+        if self._labels is not None and not arrays:
+            raise ActcError("the data holds only labels", path=source)
+        _check(arrays, self.feeds, source)
+        n = len(next(iter(arrays.values())))
+        if self._labels is not None and len(self._labels) != n:
+            raise ActcError(f"'label' has {len(self._labels)} rows but the inputs have {n}",
+                            path=source)
+        self._arrays = arrays
+
+    @property
+    def has_labels(self) -> bool:
+        return self._labels is not None
+
+    def num_samples(self) -> int | None:
+        return None if self._arrays is None else len(next(iter(self._arrays.values())))
+
+    def batches(self, batch_size: int = 32, batch_nums: int | None = None,
+                start: int = 0) -> Iterator[Batch]:
+        """Batches in order; ``start`` skips that many batches (for held-out splits)."""
+        if self._arrays is not None:
+            n = self.num_samples()
+            count = 0
+            for lo in range(start * batch_size, n, batch_size):
+                if batch_nums is not None and count >= batch_nums:
+                    return
+                hi = min(lo + batch_size, n)
+                label = None if self._labels is None else self._labels[lo:hi]
+                yield Batch({k: v[lo:hi] for k, v in self._arrays.items()}, label)
+                count += 1
+            return
+        count = 0
+        for i, item in enumerate(self._factory()):
+            if i < start:
+                continue
+            if batch_nums is not None and count >= batch_nums:
+                return
+            if not isinstance(item, dict):
+                raise ActcError(f"{self.source} yielded {type(item).__name__}, expected a dict "
+                                "of feed name -> array")
+            arrays, label = _split_label({k: np.asarray(v) for k, v in item.items()})
+            _check(arrays, self.feeds, self.source)
+            yield Batch(arrays, label)
+            count += 1
+
+    def num_batches(self, batch_size: int, batch_nums: int | None) -> int | None:
+        n = self.num_samples()
+        if n is None:
+            return batch_nums
+        total = -(-n // batch_size)
+        return total if batch_nums is None else min(total, batch_nums)
+
+
+def _import_factory(spec: str):
+    module_name, _, func_name = spec.partition(":")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ActcError(f"cannot import data module '{module_name}': {e}", path=spec) from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise ActcError(f"module '{module_name}' has no function '{func_name}'", path=spec)
+    return func
+
+
+def feed_specs(program) -> list[FeedSpec]:
+    """The program's feeds with declared shape and dtype."""
+    specs = []
+    for name in program.feed_names():
+        var = program.var(name)
+        specs.append(FeedSpec(name, var.shape if var else None, var.dtype if var else None))
+    return specs
+
+
+def open_dataset(source: str | Path, program) -> Dataset:
+    return Dataset(str(source), feed_specs(program))
