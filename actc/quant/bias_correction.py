@@ -38,33 +38,36 @@ __all__ = ["bias_correct_weight", "channel_moments_correction"]
 _EPS = 1e-8
 
 
-def _reduce_axes(ndim: int, axis: int | None) -> tuple[int, ...] | None:
-    if axis is None or axis == -1:
-        return None
-    ax = axis % ndim
-    return tuple(i for i in range(ndim) if i != ax)
-
-
 def channel_moments_correction(w, w_dq, axis: int | None = 0, paddle_compat: bool = False):
     """Float corrected weights ``(w_dq + mean(w - w_dq)) * std(w)/std(w_dq)``.
 
-    Statistics are per index of ``axis`` (per tensor for axis -1/None),
-    computed in float64 and returned in w's dtype.
+    Statistics are per index of ``axis`` (per tensor for axis -1/None).  By
+    default they are computed in float64 and broadcast along ``axis``;
+    ``paddle_compat`` computes them in w's float precision per channel row
+    and tiles them with np.resize, exactly like Paddle.
     """
     w = np.asarray(w)
-    x = w.astype(np.float64)
-    d = np.asarray(w_dq, dtype=np.float64)
-    red = _reduce_axes(x.ndim, axis) if np.ndim(x) else None
-    if red is None:
+    out_dt = w.dtype if w.dtype.kind == "f" else np.dtype(np.float32)
+    work = out_dt if paddle_compat else np.dtype(np.float64)
+    x = w.astype(work)
+    d = np.asarray(w_dq).astype(work)
+    if axis is None or axis == -1 or x.ndim == 0:
         mean_bias = (x - d).mean()
-        ratio = x.std() / (d.std() + _EPS)
+        ratio = x.std() / (d.std() + work.type(_EPS))
+        return ((d + mean_bias) * ratio).astype(out_dt)
+    ax = axis % x.ndim
+    rows = lambda a: np.moveaxis(a, ax, 0).reshape(a.shape[ax], -1)
+    mean_bias = rows(x - d).mean(-1)
+    ratio = rows(x).std(-1) / (rows(d).std(-1) + work.type(_EPS))
+    if paddle_compat:   # Paddle tiles the per-channel vector in C order
+        mean_bias = np.resize(mean_bias, x.shape)
+        ratio = np.resize(ratio, x.shape)
     else:
-        mean_bias = (x - d).mean(axis=red, keepdims=True)
-        ratio = x.std(axis=red, keepdims=True) / (d.std(axis=red, keepdims=True) + _EPS)
-        if paddle_compat:   # Paddle tiles the per-channel vector in C order
-            mean_bias = np.resize(mean_bias.ravel(), x.shape)
-            ratio = np.resize(ratio.ravel(), x.shape)
-    return ((d + mean_bias) * ratio).astype(w.dtype if w.dtype.kind == "f" else np.float32)
+        shape = [1] * x.ndim
+        shape[ax] = x.shape[ax]
+        mean_bias = mean_bias.reshape(shape)
+        ratio = ratio.reshape(shape)
+    return ((d + mean_bias) * ratio).astype(out_dt)
 
 
 def bias_correct_weight(w, scale, bits: int = 8, axis: int = 0,

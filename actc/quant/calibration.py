@@ -14,9 +14,12 @@ Differences from PaddleSlim (deliberate, documented):
     histogram that starts at min|x| but is read as if it started at 0).
   * ``KL``: same divergence as Paddle's ``cal_kl_threshold`` (P = reference
     with outliers folded into the last bin, Q = qmax merged bins expanded over
-    non-empty bins, candidates from half the histogram up), computed in closed
-    form with cumulative sums; the threshold is the upper edge ``i*w`` of the
-    kept range (Paddle reports ``(i+0.5)*w``).
+    non-empty bins), computed in closed form with cumulative sums; the
+    threshold is the upper edge ``i*w`` of the kept range (Paddle reports
+    ``(i+0.5)*w``).  Candidates start, as in TensorRT, at
+    ``max(qmax, min_bins=128)`` bins; Paddle starts at half the histogram
+    (``start=0.5`` reproduces that), which cannot cut below abs_max/2 and so
+    ignores outliers above the body of the distribution.
   * ``mse``/``emd``: Paddle evaluates 36 ratios (0.30..1.00 of the batch
     abs-max) on raw batches and keeps the threshold of the single best batch.
     Here the expected error over ALL data is integrated exactly from the

@@ -106,9 +106,11 @@ class ActivationStats:
         if self._zeros_pending:
             self.hist[0] += self._zeros_pending
             self._zeros_pending = 0
-        idx = (flat * (self.bins / self.hist_range)).astype(np.intp)
-        np.minimum(idx, self.bins - 1, out=idx)
-        self.hist += np.bincount(idx, minlength=self.bins)
+        # flat is our own |x| buffer: scale and clip in place, in float (cheaper
+        # than clipping the int array), then one cast and one bincount.
+        np.multiply(flat, flat.dtype.type(self.bins / self.hist_range), out=flat)
+        np.minimum(flat, flat.dtype.type(self.bins - 1), out=flat)
+        self.hist += np.bincount(flat.astype(np.intp), minlength=self.bins)
 
     def _grow(self, needed: float) -> None:
         """Multiply the range by 2**k (k minimal) and merge bins in groups of 2**k."""

@@ -1,0 +1,110 @@
+"""Run-time values of the language that plain Python types do not cover."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class EnumName(str):
+    """A bare identifier used as a value (``hist``, ``conv2d``, ``channel_wise_abs_max``)."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """An inclusive search range ``lo .. hi``."""
+    lo: Any
+    hi: Any
+
+    def __str__(self) -> str:
+        return f"{self.lo} .. {self.hi}"
+
+
+@dataclass
+class Selector:
+    """An unevaluated predicate over ``op`` (or ``var``), closed over the names it may use.
+
+    ``env`` holds the recipe/pass parameters visible where it was written; ``text`` is its
+    source, for messages and for printing recipes back.
+    """
+    expr: Any
+    env: dict = field(default_factory=dict)
+    text: str = ""
+    path: str = ""
+
+    @property
+    def subject(self) -> str:
+        """'op' or 'var': which kind of thing the predicate talks about."""
+        from actc.dsl.selectors import subject_of
+        return subject_of(self.expr)
+
+    def __str__(self) -> str:
+        return self.text or "<selector>"
+
+    def __repr__(self) -> str:
+        return f"Selector({self.text!r})"
+
+
+class ArgNames(tuple):
+    """``op.input`` / ``op.output``: all argument names; comparisons hold if any name matches,
+    and ``.Slot`` / ``[slot]`` gives one slot's list."""
+
+    def __new__(cls, names, slots: dict[str, list[str]]):
+        obj = super().__new__(cls, names)
+        obj.slots = slots
+        return obj
+
+
+class AttrView:
+    """``op.attr``: attribute access that yields null for a missing attribute."""
+
+    __slots__ = ("op",)
+
+    def __init__(self, op):
+        self.op = op
+
+
+def type_name(value) -> str:
+    """How a value's kind is spelled in messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, EnumName):
+        return "name"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Selector):
+        return "selector"
+    if isinstance(value, Range):
+        return "range"
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, (set, frozenset)):
+        return "set"
+    return type(value).__name__
+
+
+def show(value) -> str:
+    """A value as recipe source (for messages and summaries)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, EnumName):
+        return str(value)
+    if isinstance(value, str):
+        import json
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(show(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+    return str(value)

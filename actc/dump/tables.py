@@ -1,0 +1,67 @@
+"""The summary tables: the op type histogram and the weight list."""
+from __future__ import annotations
+
+from collections import Counter
+
+from actc.dump.common import OpPredicate, human_bytes, human_count, shape_str, weights
+from actc.ir.program import Program
+
+
+def op_type_counts(program: Program, ops: OpPredicate | None = None) -> dict:
+    """{"total": {type: n}, "blocks": {idx: {type: n}}}, types by count then name."""
+    per_block: dict[int, Counter] = {}
+    total: Counter = Counter()
+    for block in program.blocks:
+        c = Counter(op.type for op in block.ops if ops is None or ops(op))
+        per_block[block.idx] = c
+        total.update(c)
+    order = sorted(total, key=lambda t: (-total[t], t))
+    return {
+        "total": {t: total[t] for t in order},
+        "blocks": {idx: {t: c[t] for t in order if c[t]} for idx, c in per_block.items()},
+    }
+
+
+def op_types_text(program: Program, ops: OpPredicate | None = None) -> str:
+    counts = op_type_counts(program, ops)
+    total = counts["total"]
+    n = sum(total.values())
+    multi = len(program.blocks) > 1
+    idxs = list(counts["blocks"])
+    head = ["count"] + ([f"^block{i}" for i in idxs] if multi else [])
+    rows = [[str(total[t])] + ([str(counts["blocks"][i].get(t, "")) for i in idxs] if multi else [])
+            + [t] for t in total]
+    foot = [str(n)] + ([str(sum(counts["blocks"][i].values())) for i in idxs] if multi else [])
+    foot.append(f"total ({len(total)} op types)")
+    table = [head + ["op type"]] + rows + [foot]
+    widths = [max(len(r[c]) for r in table) for c in range(len(head))]
+
+    def fmt(r):
+        return "  ".join(cell.rjust(w) for cell, w in zip(r, widths)) + "  " + r[-1]
+
+    out = [fmt(table[0])] + [fmt(r) for r in rows]
+    out.append("  ".join("-" * w for w in widths))
+    out.append(fmt(foot))
+    return "\n".join(out) + "\n"
+
+
+def weight_rows(program: Program, names: set[str] | None = None) -> list[dict]:
+    return [{"name": n, "shape": list(s), "dtype": d, "bytes": b}
+            for n, s, d, b in weights(program) if names is None or n in names]
+
+
+def weights_text(program: Program, names: set[str] | None = None) -> str:
+    rows = weight_rows(program, names)
+    table = [["name", "shape", "dtype", "bytes"]]
+    table += [[r["name"], shape_str(r["shape"]), r["dtype"], str(r["bytes"])] for r in rows]
+    widths = [max(len(r[c]) for r in table) for c in range(4)]
+    out = ["  ".join(cell.ljust(w) if c < 3 else cell.rjust(w)
+                     for c, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in table]
+    total = sum(r["bytes"] for r in rows)
+    values = 0
+    for r in rows:
+        t = program.params.get(r["name"])
+        values += int(t.array.size) if t is not None else 0
+    out.append(f"total: {len(rows)} weights, {human_count(values)} values, {total} bytes "
+               f"({human_bytes(total)})")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,161 @@
+"""Post-training quantization on the IR: choose scales, write them, freeze to int8.
+
+Everything here is numpy on the IR; running the model to collect activation statistics is the
+runtime's job (``actc.runtime.calibrate``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from actc.errors import ActcError
+from actc.ir.program import Program
+from actc.quant import calibration
+from actc.quant.bias_correction import bias_correct_weight
+from actc.quant.quantizers import Quantizer
+from actc.quant.reference import dequantize, qmax, quantize_weight_int8
+from actc.quant.stats import ActivationStats
+
+WEIGHT_ALGOS = ("abs_max", "mse")
+
+
+def _rows(w: np.ndarray, axis: int) -> np.ndarray:
+    if axis < 0:
+        return w.reshape(1, -1)
+    return np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+
+
+def weight_threshold(w: np.ndarray, bits: int, axis: int, algo: str = "abs_max") -> np.ndarray:
+    """Per-channel (or per-tensor) abs-max thresholds, optionally MSE-clipped.
+
+    ``mse`` searches a clipping ratio per channel that minimises the weight's own
+    quantisation error: at 4 bits and below, clipping the few largest weights keeps far more
+    resolution for the rest than plain abs-max.
+    """
+    rows = _rows(np.asarray(w, dtype=np.float32), axis)
+    top = np.abs(rows).max(axis=1)
+    top = np.where(top > 0, top, np.float32(1e-8))
+    if algo == "abs_max":
+        return top.astype(np.float32)
+    if algo != "mse":
+        raise ActcError(f"unknown weight algo '{algo}' (expected one of {', '.join(WEIGHT_ALGOS)})")
+    qm = np.float32(qmax(bits))
+    best = top.copy()
+    best_err = np.full(top.shape, np.inf, dtype=np.float64)
+    for ratio in np.linspace(0.3, 1.0, 36, dtype=np.float32):
+        s = (top * ratio)[:, None]
+        q = np.clip(np.rint(rows / s * qm), -qm - 1, qm) * s / qm
+        err = np.mean((rows - q) ** 2, axis=1, dtype=np.float64)
+        better = err < best_err
+        best = np.where(better, top * ratio, best)
+        best_err = np.where(better, err, best_err)
+    return best.astype(np.float32)
+
+
+@dataclass
+class ScaleChoice:
+    algo: str = "hist"
+    params: dict | None = None      # e.g. {"hist_percent": 0.999}
+    weight_algo: str = "abs_max"
+    bias_correction: bool = False
+
+
+def activation_thresholds(stats: dict[str, ActivationStats], quantizers: list[Quantizer],
+                          choice: ScaleChoice) -> dict[str, float]:
+    """Threshold per activation tensor under ``choice``."""
+    out = {}
+    algo = calibration._lookup(choice.algo)
+    params = {k: v for k, v in (choice.params or {}).items() if k in algo.defaults}
+    for q in quantizers:
+        if q.is_weight or q.tensor in out:
+            continue
+        st = stats[q.tensor]
+        out[q.tensor] = calibration.threshold(st, algo.name, q.bits, **params)
+    return out
+
+
+def weight_values(program: Program, q: Quantizer, choice: ScaleChoice,
+                  original: dict[str, np.ndarray]):
+    """(threshold array, float weights to run with) for a weight quantizer.
+
+    With bias correction the float weights become the dequantised corrected codes, so the
+    simulated QDQ program and the int8 model compute the same thing.
+    """
+    w = original[q.tensor]
+    thr = weight_threshold(w, q.bits, q.axis, choice.weight_algo)
+    if not choice.bias_correction:
+        return thr, w
+    codes = bias_correct_weight(w, thr, q.bits, q.axis if q.axis >= 0 else -1)
+    return thr, dequantize(codes, thr, q.bits, q.axis).astype(w.dtype)
+
+
+def apply_scales(program: Program, quantizers: list[Quantizer], stats, choice: ScaleChoice,
+                 original_weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Write every scale (and corrected weights) into the IR; returns what it set."""
+    acts = activation_thresholds(stats, quantizers, choice)
+    written: dict[str, np.ndarray] = {}
+    for q in quantizers:
+        if q.is_weight:
+            thr, w = weight_values(program, q, choice, original_weights)
+            if w is not original_weights[q.tensor]:
+                program.set_param(q.tensor, w)
+                written[q.tensor] = w
+        else:
+            thr = np.array([acts[q.tensor]], dtype=np.float32)
+        if q.scale is not None:
+            written[q.scale] = _set_like(program, q.scale, thr)
+        if q.zero_point is not None:
+            written[q.zero_point] = _set_like(program, q.zero_point, np.zeros_like(thr))
+    return written
+
+
+def _set_like(program: Program, name: str, values: np.ndarray) -> np.ndarray:
+    """Store values in a scale/zero-point var keeping that var's declared dtype."""
+    var = program.var(name)
+    dtype = var.dtype if var is not None and var.dtype else "float32"
+    arr = np.asarray(values).astype(dtype)
+    program.set_param(name, arr)
+    return arr
+
+
+def original_weights(program: Program, quantizers: list[Quantizer]) -> dict[str, np.ndarray]:
+    """Float copies of the quantized weights, taken before anything rewrites them."""
+    return {q.tensor: np.array(program.params[q.tensor].array, dtype=np.float32)
+            for q in quantizers if q.is_weight}
+
+
+def freeze_onnx(program: Program, quantizers: list[Quantizer]) -> int:
+    """Store weights as int8 and drop their quantize_linear: only the dequantize remains,
+    the layout Paddle Inference and ONNX tooling expect. Returns the number of weights folded."""
+    folded = 0
+    for q in quantizers:
+        if q.format != "onnx" or not q.is_weight or q.quant_op is None:
+            continue
+        if q.scale is None or q.scale not in program.params:
+            raise ActcError(f"weight '{q.tensor}' has no scale yet: run calibrate before convert")
+        scale = np.asarray(program.params[q.scale].array, dtype=np.float32)
+        if not np.all(scale > 0):
+            raise ActcError(f"weight '{q.tensor}' has a zero scale: run calibrate before convert")
+        w = np.asarray(program.params[q.tensor].array, dtype=np.float32)
+        codes = quantize_weight_int8(w, scale, q.bits, q.axis if q.axis >= 0 else -1)
+        target = q.tensor
+        others = [c for c, _, _ in program.consumers(q.tensor) if c is not q.quant_op]
+        if others:  # the float weight is still read elsewhere: keep it, add an int8 copy
+            target = program.fresh_name(q.tensor + ".int8")
+            program.add_var(target, shape=w.shape, dtype="float32", persistable=True)
+        program.set_param(target, codes, keep_var_desc=True)
+        program.set_input(q.dequant_op, "X", 0, target)
+        program.remove_op(q.quant_op)
+        folded += 1
+    return folded
+
+
+def freeze_fake(program: Program, quantizers: list[Quantizer]) -> int:
+    """Fake-format programs keep their simulated quant ops, switched to inference mode."""
+    count = 0
+    for q in quantizers:
+        if q.format == "fake" and q.quant_op is not None and q.quant_op.has_attr("is_test"):
+            q.quant_op.set_attr("is_test", True)
+            count += 1
+    return count

@@ -1,0 +1,100 @@
+"""Runtime stages a recipe calls by name: ``calibrate``, ``search``, ``convert``.
+
+The registry declares their parameters (``actc.dsl.registry``); these functions receive the
+pipeline context and the checked arguments, ``fn(ctx, args)``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from actc.data import open_dataset
+from actc.errors import ActcError
+from actc.quant.ptq import ScaleChoice, apply_scales, freeze_fake, freeze_onnx, original_weights
+from actc.quant.quantizers import find_quantizers
+
+DEFAULT_CALIB_FILE = "calib.npz"
+
+
+def calibration_data(ctx, step: str):
+    """--data, else a calib.npz shipped beside the model (the embedded example has one)."""
+    source = getattr(ctx, "data", None)
+    if source is None and getattr(ctx, "source", None) is not None:
+        candidate = Path(ctx.source.directory) / DEFAULT_CALIB_FILE
+        if candidate.is_file():
+            source = str(candidate)
+            _note(ctx, f"{step}: using {candidate} (no --data given)")
+    if source is None:
+        raise ActcError(f"{step} needs calibration data: pass --data FILE.npz (arrays named "
+                        "after the model's feeds), a directory of .npz, or module:function")
+    return open_dataset(source, ctx.program)
+
+
+def _note(ctx, text: str) -> None:
+    notes = getattr(ctx, "notes", None)
+    if notes is not None:
+        notes.append(text)
+
+
+def _quantizers(ctx, step: str):
+    quantizers = find_quantizers(ctx.program)
+    if not quantizers:
+        raise ActcError(f"{step}: the program has no quantizers; put a `quantize(...)` step "
+                        "before it")
+    return quantizers
+
+
+def _choice(args: dict) -> ScaleChoice:
+    params = {"hist_percent": args.get("hist_percent", 0.999)}
+    return ScaleChoice(algo=str(args.get("algo", "hist")), params=params,
+                       weight_algo=str(args.get("weight_algo", "abs_max")),
+                       bias_correction=bool(args.get("bias_correction", False)))
+
+
+def calibrate(ctx, args: dict) -> None:
+    from actc.runtime.calibrate import collect_stats
+
+    quantizers = _quantizers(ctx, "calibrate")
+    if any(q.quant_op is None for q in quantizers if q.is_weight):
+        raise ActcError("calibrate: the weights are already converted to int8")
+    dataset = calibration_data(ctx, "calibrate")
+    batch_size = int(args.get("batch_size", 32))
+    batch_nums = args.get("batch_nums")
+    stats, _, seen, secs = collect_stats(ctx.program, quantizers, dataset,
+                                         batch_size=batch_size, batch_nums=batch_nums,
+                                         device=getattr(ctx, "device", None))
+    choice = _choice(args)
+    originals = original_weights(ctx.program, quantizers)
+    apply_scales(ctx.program, quantizers, stats, choice, originals)
+    acts = sum(1 for q in quantizers if not q.is_weight)
+    _note(ctx, f"calibrate: {acts} activation and {len(quantizers) - acts} weight quantizers, "
+               f"algo={choice.algo}, weights={choice.weight_algo}"
+               f"{', bias correction' if choice.bias_correction else ''}; "
+               f"{seen} batches x {batch_size} in {secs:.2f} s")
+    ctx.state["calibration"] = {"choice": choice, "batches": seen}
+
+
+def convert(ctx, args: dict) -> None:
+    quantizers = _quantizers(ctx, "convert")
+    fmt = args.get("format")
+    formats = {q.format for q in quantizers}
+    if fmt is not None and str(fmt) not in formats:
+        raise ActcError(f"convert(format: {fmt}): the program's quantizers are "
+                        f"{'/'.join(sorted(formats))}; converting between formats is not "
+                        "supported")
+    folded = freeze_onnx(ctx.program, quantizers)
+    frozen = freeze_fake(ctx.program, quantizers)
+    _note(ctx, f"convert: {folded} weights stored as int8" if folded else
+               f"convert: {frozen} fake quantizers set to inference mode")
+
+
+def search(ctx, args: dict) -> None:
+    from actc.runtime.search import run_search
+
+    quantizers = _quantizers(ctx, "search")
+    dataset = calibration_data(ctx, "search")
+    result = run_search(ctx.program, quantizers, dataset, args,
+                        base=ctx.state.get("calibration", {}).get("choice"),
+                        device=getattr(ctx, "device", None))
+    print(result.table())
+    _note(ctx, f"search: best of {len(result.trials)} trials: {result.best.describe()}")
+    ctx.state["calibration"] = {"choice": result.best.choice, "batches": result.best.batch_num}
