@@ -115,6 +115,7 @@ class Arg:
     name: str
     value: Any
     pos: Pos
+    text: str = ""  # the value's source text
 
 
 @dataclass

@@ -223,8 +223,10 @@ class _ToAst(Transformer):
                       [a for a in args if isinstance(a, A.Arg)], _pos(c[0]))
 
     # --- declarations
-    def arg(self, c):
-        return A.Arg(str(c[0]), c[1], _pos(c[0]))
+    @v_args(meta=True)
+    def arg(self, meta, c):
+        text = self.source[meta.start_pos:meta.end_pos].split(":", 1)[1].strip()
+        return A.Arg(str(c[0]), c[1], _pos(c[0]), " ".join(text.split()))
 
     def args(self, c):
         return [x for x in c if x is not None]

@@ -98,7 +98,7 @@ def apply_scales(program: Program, quantizers: list[Quantizer], stats, choice: S
     for q in quantizers:
         if q.is_weight:
             thr, w = weight_values(program, q, choice, original_weights)
-            if w is not original_weights[q.tensor]:
+            if program.params[q.tensor].array is not w:  # corrected, or restored after a trial
                 program.set_param(q.tensor, w)
                 written[q.tensor] = w
         else:

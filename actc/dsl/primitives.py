@@ -1,0 +1,290 @@
+"""The Python primitives rules may call: numerics and analyses the DSL does not express.
+
+This is the one place they are registered. Each is a plain function taking the evaluator
+(which holds the program) and typed arguments; ``@primitive`` records its signature and doc so
+the compiler can check calls and ``actc passes`` can list them.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from actc.act.optypes import ACT_QUANT_OP_TYPES, WEIGHT_QUANT_OP_TYPES
+from actc.ir.program import Op
+
+# Which input slots of each op type carry tensors quantization may rewrite. Weight ops list
+# both the activation and the weight slot; activation-only ops read "X" unless listed here.
+# (Data learned from Paddle's quant_config.py op dictionaries.)
+QUANT_SLOTS: dict[str, tuple[str, ...]] = {
+    "conv2d": ("Input", "Filter"), "depthwise_conv2d": ("Input", "Filter"),
+    "conv2d_transpose": ("Input", "Filter"), "mul": ("X", "Y"), "matmul": ("X", "Y"),
+    "matmul_v2": ("X", "Y"),
+    "elementwise_add": ("X", "Y"), "elementwise_sub": ("X", "Y"),
+    "elementwise_mul": ("X", "Y"), "elementwise_pow": ("X", "Y"), "equal": ("X", "Y"),
+    "not_equal": ("X", "Y"), "greater_equal": ("X", "Y"), "greater_than": ("X", "Y"),
+    "less_equal": ("X", "Y"), "less_than": ("X", "Y"), "logical_and": ("X", "Y"),
+    "prelu": ("X", "Alpha"), "gru": ("Input", "Weight"), "lstm": ("Input", "Weight"),
+    "slice": ("Input",), "strided_slice": ("Input",), "fill_constant_batch_size_like": ("Input",),
+    "box_coder": ("PriorBox",), "lookup_table": ("W",), "lookup_table_v2": ("W",),
+    "roi_align": ("X", "ROIs"), "where": ("X", "Y"), "grid_sampler": ("X", "Grid"),
+    "fill_constant": (),
+}
+QUANTIZABLE_TYPES = frozenset(WEIGHT_QUANT_OP_TYPES) | frozenset(ACT_QUANT_OP_TYPES)
+# Weight slots quantized per output channel along axis 1 (0 for the rest).
+AXIS1_TYPES = frozenset({"conv2d_transpose", "mul", "matmul", "matmul_v2"})
+FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
+# Ops that already are a quantizer: their inputs/outputs are never quantized again.
+QUANTIZER_TYPES = frozenset({
+    "quantize_linear", "dequantize_linear", "fake_quantize_dequantize_abs_max",
+    "fake_channel_wise_quantize_dequantize_abs_max",
+    "fake_quantize_dequantize_moving_average_abs_max", "fake_quantize_abs_max",
+    "fake_quantize_moving_average_abs_max", "fake_quantize_range_abs_max",
+    "fake_channel_wise_quantize_abs_max", "fake_dequantize_max_abs",
+    "fake_channel_wise_dequantize_max_abs", "moving_average_abs_max_scale",
+})
+
+
+@dataclass
+class Primitive:
+    name: str
+    fn: Callable
+    params: list[tuple[str, str, Any]]  # (name, type, default or inspect.empty)
+    returns: str
+    doc: str
+
+    def signature(self) -> str:
+        ps = []
+        for n, t, d in self.params:
+            ps.append(f"{n}: {t}" + ("" if d is inspect.Parameter.empty else f" = {d!r}"))
+        return f"{self.name}({', '.join(ps)}) -> {self.returns}"
+
+    def call(self, ev, args: list, kwargs: dict, pos=None):
+        from actc.dsl.evaluate import EvalError
+        names = [p[0] for p in self.params]
+        for k in kwargs:
+            if k not in names:
+                raise EvalError(f"{self.name}() has no parameter '{k}'", pos)
+        required = sum(1 for p in self.params if p[2] is inspect.Parameter.empty)
+        if not (len(args) + len(kwargs) >= required and len(args) <= len(self.params)):
+            raise EvalError(f"{self.name}() takes {self.signature()}; got {len(args)} "
+                            "argument(s)", pos)
+        try:
+            return self.fn(ev, *args, **kwargs)
+        except EvalError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError) as err:
+            raise EvalError(f"{self.name}(): {err}", pos) from None
+
+
+PRIMITIVES: dict[str, Primitive] = {}
+
+
+def _tname(ann) -> str:
+    if ann is inspect.Parameter.empty:
+        return "any"
+    return ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
+
+
+def primitive(fn: Callable) -> Callable:
+    """Register ``fn`` (first parameter: the evaluator) under its own name."""
+    sig = inspect.signature(fn)
+    params = [(p.name, _tname(p.annotation), p.default)
+              for p in list(sig.parameters.values())[1:]]
+    name = fn.__name__.rstrip("_")
+    PRIMITIVES[name] = Primitive(name, fn, params, _tname(sig.return_annotation),
+                                 (fn.__doc__ or "").strip().splitlines()[0])
+    return fn
+
+
+def _program(ev):
+    if ev.program is None:
+        raise ValueError("needs a model")
+    return ev.program
+
+
+def _op(x) -> Op:
+    if not isinstance(x, Op):
+        raise TypeError(f"expected an op, got {type(x).__name__}")
+    return x
+
+
+# ------------------------------------------------------------------ quantization analyses
+def quant_slot_names(op_type: str) -> tuple[str, ...]:
+    if op_type not in QUANTIZABLE_TYPES:
+        return ()
+    return QUANT_SLOTS.get(op_type, ("X",))
+
+
+@primitive
+def quant_slots(ev, op: "op") -> "list":
+    """Input slots of this op's type that quantization rewrites ([] if the type has none)."""
+    return list(quant_slot_names(_op(op).type))
+
+
+def quant_input_reasons(program, op: Op) -> list[tuple[str, str | None]]:
+    """(var, reason-not-quantized or None) for each argument of the op's quantizable slots."""
+    out: list[tuple[str, str | None]] = []
+    seen = set()
+    for slot in quant_slot_names(op.type):
+        for name in op.input(slot):
+            if name in seen:
+                continue
+            seen.add(name)
+            var = program.var(name, op.block)
+            producers = program.producers(name, op.block)
+            if var is None:
+                out.append((name, "undeclared var"))
+            elif var.dtype not in FLOAT_DTYPES:
+                out.append((name, f"{var.dtype} tensor"))
+            elif any(p.type in QUANTIZER_TYPES for p, _, _ in producers):
+                out.append((name, "already quantized"))
+            else:
+                out.append((name, None))
+    return out
+
+
+@primitive
+def quant_inputs(ev, op: "op") -> "list":
+    """Var names this op reads through quantizable slots: float, not already a quantizer's
+    output, each once."""
+    return [n for n, why in quant_input_reasons(_program(ev), _op(op)) if why is None]
+
+
+def axis_for(op: Op, slot: str) -> int:
+    if op.type == "matmul_v2" and op.attr("trans_y"):
+        return 0
+    if op.type == "matmul" and op.attr("transpose_Y"):
+        return 0
+    return 1 if op.type in AXIS1_TYPES else 0
+
+
+@primitive
+def quant_axis(ev, op: "op", var: "str") -> "int":
+    """Channel axis of a weight read by this op (0 conv filters, 1 mul/matmul/conv-transpose
+    weights, 0 for matmul_v2 with trans_y)."""
+    op = _op(op)
+    slot = next((s for s, names in op.inputs.items() if var in names), None)
+    if slot is None:
+        raise ValueError(f"{op.type} does not read '{var}'")
+    return axis_for(op, slot)
+
+
+@primitive
+def dequantized(ev, var: "str") -> "str":
+    """The dequantized copy of ``var`` a quantizer already produces (null if none): lets every
+    consumer share one quantize/dequantize pair."""
+    program = _program(ev)
+    for op, slot, _ in program.consumers(var):
+        if slot != "X" or op.type not in QUANTIZER_TYPES:
+            continue
+        if op.type == "quantize_linear":
+            q = op.output("Y")[0]
+            for dq, _, _ in program.consumers(q):
+                if dq.type == "dequantize_linear":
+                    return dq.output("Y")[0]
+        elif "dequantize" in op.type:
+            return op.output("Out")[0]
+    return None
+
+
+# ------------------------------------------------------------------ vars and ops
+@primitive
+def is_weight(ev, var: "str") -> "bool":
+    """True for persistable data the model ships (not feed/fetch holders)."""
+    return _program(ev).is_weight(var)
+
+
+@primitive
+def shape(ev, var: "str") -> "list":
+    """The declared shape of a var."""
+    v = _program(ev).var(var)
+    if v is None or v.shape is None:
+        raise ValueError(f"'{var}' has no shape")
+    return list(v.shape)
+
+
+@primitive
+def dim(ev, var: "str", axis: "int") -> "int":
+    """One dimension of a var's declared shape."""
+    return shape(ev, var)[axis]
+
+
+@primitive
+def dtype(ev, var: "str") -> "str":
+    """The dtype name of a var (float32, int64 ...)."""
+    v = _program(ev).var(var)
+    if v is None or v.dtype is None:
+        raise ValueError(f"'{var}' has no dtype")
+    return v.dtype
+
+
+@primitive
+def zeros(ev, shape: "list", dtype: "str" = "float32") -> "array":
+    """A zero-filled array (initial data for scales and zero points)."""
+    return np.zeros([int(d) for d in shape], dtype=str(dtype))
+
+
+@primitive
+def ones(ev, shape: "list", dtype: "str" = "float32") -> "array":
+    """A one-filled array."""
+    return np.ones([int(d) for d in shape], dtype=str(dtype))
+
+
+@primitive
+def full(ev, shape: "list", value: "float", dtype: "str" = "float32") -> "array":
+    """An array filled with one value."""
+    return np.full([int(d) for d in shape], value, dtype=str(dtype))
+
+
+@primitive
+def input(ev, op: "op", slot: "str") -> "list":
+    """Argument names of one input slot."""
+    return _op(op).input(slot)
+
+
+@primitive
+def output(ev, op: "op", slot: "str") -> "list":
+    """Argument names of one output slot."""
+    return _op(op).output(slot)
+
+
+@primitive
+def producer(ev, var: "str") -> "op":
+    """The op that writes ``var`` (null for weights and feeds)."""
+    prods = _program(ev).producers(var)
+    return prods[0][0] if prods else None
+
+
+@primitive
+def consumers(ev, var: "str") -> "list":
+    """The ops that read ``var``, in program order, each once."""
+    seen, out = set(), []
+    for op, _, _ in _program(ev).consumers(var):
+        if op.uid not in seen:
+            seen.add(op.uid)
+            out.append(op)
+    return out
+
+
+@primitive
+def len_(ev, value: "any") -> "int":
+    """Length of a list, string or mapping."""
+    return len(value)
+
+
+@primitive
+def str_(ev, value: "any") -> "str":
+    """A value as a string."""
+    return str(value)
+
+
+@primitive
+def abs_max(ev, var: "str") -> "float":
+    """max |w| of a weight."""
+    t = _program(ev).params.get(var)
+    if t is None:
+        raise ValueError(f"'{var}' has no data")
+    return float(np.abs(np.asarray(t.array if hasattr(t, "array") else t)).max())
