@@ -2,12 +2,25 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from actc.io.model import load_model
 
+# `actc dump example` etc.: the model shipped with the package, unless a path of that name exists.
+EXAMPLE_ALIAS = "example"
+
+
+def model_path(arg: str) -> str:
+    if arg == EXAMPLE_ALIAS and not Path(arg).exists():
+        from actc.example import EXAMPLE_DIR
+
+        return str(EXAMPLE_DIR)
+    return arg
+
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model directory, or a .pdmodel file")
+    p.add_argument("model", help="model directory, a .pdmodel file, or 'example' (the "
+                                 "embedded digits CNN)")
     p.add_argument("params", nargs="?", default=None,
                    help="params file (default: found beside the program)")
     p.add_argument("--model-filename", default=None,
@@ -17,5 +30,5 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args):
-    return load_model(args.model, args.params, model_filename=args.model_filename,
+    return load_model(model_path(args.model), args.params, model_filename=args.model_filename,
                       params_filename=args.params_filename)

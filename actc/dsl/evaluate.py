@@ -49,6 +49,8 @@ class Evaluator:
             return self.test(value, subject)
         if isinstance(value, ArgNames):
             return len(value) > 0
+        if isinstance(value, EnumName) and value in ("all", "none"):
+            return value == "all"  # the selector constants
         return bool(value)
 
     def test(self, sel: Selector, subject) -> bool:
@@ -78,10 +80,6 @@ class Evaluator:
     def _Name(self, e: A.Name, env):
         if e.id in env:
             return env[e.id]
-        if e.id == "all":
-            return True
-        if e.id == "none":
-            return False
         if e.id in ("op", "var"):
             raise EvalError(f"'{e.id}' is only defined inside a selector", e.pos)
         return EnumName(e.id)

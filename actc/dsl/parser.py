@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from importlib import resources
+from actc.dsl.resources import data_dir
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, \
@@ -19,7 +19,7 @@ from actc.errors import ActcError
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    text = resources.files("actc.grammar").joinpath("actc.lark").read_text(encoding="utf-8")
+    text = data_dir("actc.grammar").joinpath("actc.lark").read_text(encoding="utf-8")
     return Lark(text, parser="lalr", lexer="contextual", propagate_positions=True,
                 maybe_placeholders=True)
 

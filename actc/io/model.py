@@ -35,11 +35,43 @@ def parse_program(data: bytes, path: str | Path) -> fpb.ProgramDesc:
         if block.parent_idx >= len(desc.blocks) or block.parent_idx < -1:
             raise ActcError(f"corrupt program: block {bi} has parent {block.parent_idx}",
                             path=path)
-        for op in block.ops:
-            if not op.type or not op.type.isprintable():
-                raise ActcError(f"corrupt program: block {bi} has an op with no valid type",
+        for var in block.vars:
+            if not isinstance(var.name, str):
+                raise ActcError(f"corrupt program: block {bi} declares a var whose name is not "
+                                "valid UTF-8", path=path)
+        for oi, op in enumerate(block.ops):
+            if not isinstance(op.type, str) or not op.type or not op.type.isprintable():
+                raise ActcError(f"corrupt program: block {bi} op #{oi} has no valid type",
                                 path=path)
+            if not _strings_ok(op):
+                raise ActcError(f"corrupt program: block {bi} op #{oi} '{op.type}' has a name "
+                                "or string attr that is not valid UTF-8", path=path)
     return desc
+
+
+_S, _SS, _V, _VS = (fpb.AttrType.STRING, fpb.AttrType.STRINGS, fpb.AttrType.VAR,
+                    fpb.AttrType.VARS)
+
+
+def _all_str(values) -> bool:
+    return all(isinstance(v, str) for v in values)
+
+
+def _strings_ok(op: fpb.OpDesc) -> bool:
+    """protobuf hands back ``bytes`` for a proto2 string field holding invalid UTF-8 (a bit
+    flip in a name); everything downstream expects ``str``."""
+    for slots in (op.inputs, op.outputs):
+        for s in slots:
+            if not isinstance(s.parameter, str) or not _all_str(s.arguments):
+                return False
+    for a in op.attrs:
+        t = a.type
+        if not isinstance(a.name, str) or (t == _S and not isinstance(a.s, str)) \
+                or (t == _SS and not _all_str(a.strings)) \
+                or (t == _V and not isinstance(a.var_name, str)) \
+                or (t == _VS and not _all_str(a.vars_name)):
+            return False
+    return True
 
 
 def _check_params(program: Program, files: ModelFiles) -> None:
@@ -126,6 +158,8 @@ def save_model(program: Program, out_dir: str | Path, *, source: ModelFiles | No
     if names:
         writes.append((params_path, lambda fh: write_params(fh, program.params, names)))
     tmps: list[str] = []
+    umask = os.umask(0)  # mkstemp makes 0600 files; give outputs the usual umask mode
+    os.umask(umask)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for target, write in writes:
@@ -133,6 +167,7 @@ def save_model(program: Program, out_dir: str | Path, *, source: ModelFiles | No
             tmps.append(tmp)
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
+            os.chmod(tmp, 0o666 & ~umask)
         for tmp, (target, _) in zip(tmps, writes):
             os.replace(tmp, target)
     except OSError as e:

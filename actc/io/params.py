@@ -7,6 +7,7 @@ Reading memory-maps the file: arrays are views, so a large file is never held tw
 """
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,7 @@ def read_params(path: str | Path, names: Sequence[str]) -> dict[str, Tensor]:
         dims = [int(d) for d in td.dims]
         if any(d < 0 for d in dims):
             raise _fail(path, f"tensor #{i} '{name}' has negative dims {dims}")
-        count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+        count = math.prod(dims)  # Python ints: a corrupt dim cannot overflow
         s = take(count * dtype.itemsize, "the data", name, i)
         array = np.frombuffer(data, dtype=dtype, count=count, offset=s).reshape(dims)
         out[name] = Tensor(array=array, dtype_code=int(td.data_type), lod=lod, desc=desc)

@@ -12,9 +12,8 @@ import numpy as np
 from actc.errors import ActcError
 from actc.ir.program import Program
 from actc.quant import calibration
-from actc.quant.bias_correction import bias_correct_weight
 from actc.quant.quantizers import Quantizer
-from actc.quant.reference import dequantize, qmax, quantize_weight_int8
+from actc.quant.reference import qmax, quantize_weight_int8
 from actc.quant.stats import ActivationStats
 
 WEIGHT_ALGOS = ("abs_max", "mse")
@@ -58,7 +57,7 @@ class ScaleChoice:
     algo: str = "hist"
     params: dict | None = None      # e.g. {"hist_percent": 0.999}
     weight_algo: str = "abs_max"
-    bias_correction: bool = False
+    bias_correction: bool = False   # applied by the runtime after scales are set
 
 
 def activation_thresholds(stats: dict[str, ActivationStats], quantizers: list[Quantizer],
@@ -75,32 +74,22 @@ def activation_thresholds(stats: dict[str, ActivationStats], quantizers: list[Qu
     return out
 
 
-def weight_values(program: Program, q: Quantizer, choice: ScaleChoice,
-                  original: dict[str, np.ndarray]):
-    """(threshold array, float weights to run with) for a weight quantizer.
-
-    With bias correction the float weights become the dequantised corrected codes, so the
-    simulated QDQ program and the int8 model compute the same thing.
-    """
-    w = original[q.tensor]
-    thr = weight_threshold(w, q.bits, q.axis, choice.weight_algo)
-    if not choice.bias_correction:
-        return thr, w
-    codes = bias_correct_weight(w, thr, q.bits, q.axis if q.axis >= 0 else -1)
-    return thr, dequantize(codes, thr, q.bits, q.axis).astype(w.dtype)
-
-
 def apply_scales(program: Program, quantizers: list[Quantizer], stats, choice: ScaleChoice,
-                 original_weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Write every scale (and corrected weights) into the IR; returns what it set."""
+                 original_weights: dict[str, np.ndarray],
+                 cache: dict | None = None) -> dict[str, np.ndarray]:
+    """Write every scale into the IR; returns what it set (name -> array). ``cache`` keeps
+    weight thresholds between calls (a search re-uses them across trials)."""
     acts = activation_thresholds(stats, quantizers, choice)
     written: dict[str, np.ndarray] = {}
     for q in quantizers:
         if q.is_weight:
-            thr, w = weight_values(program, q, choice, original_weights)
-            if program.params[q.tensor].array is not w:  # corrected, or restored after a trial
-                program.set_param(q.tensor, w)
-                written[q.tensor] = w
+            key = (q.tensor, q.bits, q.axis, choice.weight_algo)
+            thr = cache.get(key) if cache is not None else None
+            if thr is None:
+                thr = weight_threshold(original_weights[q.tensor], q.bits, q.axis,
+                                       choice.weight_algo)
+                if cache is not None:
+                    cache[key] = thr
         else:
             thr = np.array([acts[q.tensor]], dtype=np.float32)
         if q.scale is not None:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from actc.errors import ActcError
 from actc.quant.ptq import ScaleChoice, apply_scales, original_weights
+from actc.runtime.bias_correction import corrected_layers, measure_shift, param_target
 from actc.runtime.calibrate import collect_stats, float_program
 from actc.runtime.evaluate import fidelity, top1
 from actc.runtime.executor import Runner
@@ -144,13 +145,32 @@ def run_search(program, quantizers, dataset, args: dict, *, base: ScaleChoice | 
     refs = [ref_runner.run(b.feed) for b in held_out]
     runner = Runner(program, device)
     originals = original_weights(program, quantizers)
+    cache: dict = {}
+    layers = corrected_layers(program, quantizers)
+    foldable = {out: param_target(program, out, program.var(out).shape[axis])
+                for _, out, axis in layers if program.var(out) and program.var(out).shape}
+    shift_batches = list(dataset.batches(batch_size, min(eval_batches, counts[-1])))
     for trial in tqdm(trials, desc="search", unit="trial", leave=False):
         start = time.perf_counter()
         snapshot = snaps.get(trial.batch_num) or stats
-        written = apply_scales(program, quantizers, snapshot, trial.choice, originals)
+        written = apply_scales(program, quantizers, snapshot, trial.choice, originals, cache)
         for name, value in written.items():
             runner.set_param(name, value)
+        restore = {}
+        if trial.choice.bias_correction and layers:
+            # Trials fold shifts only into existing BN means / biases (set in the scope, then
+            # restored); the chosen setting is applied fully to the IR afterwards.
+            shifts = measure_shift(ref_runner, runner, layers, shift_batches)
+            for out, target in foldable.items():
+                if target is None:
+                    continue
+                name, sign = target
+                base = np.asarray(program.params[name].array, np.float32)
+                restore[name] = base
+                runner.set_param(name, base + sign * shifts[out])
         outs = [runner.run(b.feed) for b in held_out]
+        for name, value in restore.items():
+            runner.set_param(name, value)
         snrs = []
         for k, name in enumerate(runner.fetches):
             ref = np.concatenate([r[k] for r in refs])
@@ -163,5 +183,5 @@ def run_search(program, quantizers, dataset, args: dict, *, base: ScaleChoice | 
         trial.seconds = time.perf_counter() - start
     result.best = max(trials, key=lambda t: (t.snr_db, -t.index))
     best_stats = snaps.get(result.best.batch_num) or stats
-    apply_scales(program, quantizers, best_stats, result.best.choice, originals)
+    apply_scales(program, quantizers, best_stats, result.best.choice, originals, cache)
     return result

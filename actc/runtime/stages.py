@@ -65,12 +65,24 @@ def calibrate(ctx, args: dict) -> None:
     choice = _choice(args)
     originals = original_weights(ctx.program, quantizers)
     apply_scales(ctx.program, quantizers, stats, choice, originals)
+    _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums)
     acts = sum(1 for q in quantizers if not q.is_weight)
     _note(ctx, f"calibrate: {acts} activation and {len(quantizers) - acts} weight quantizers, "
                f"algo={choice.algo}, weights={choice.weight_algo}"
                f"{', bias correction' if choice.bias_correction else ''}; "
                f"{seen} batches x {batch_size} in {secs:.2f} s")
     ctx.state["calibration"] = {"choice": choice, "batches": seen}
+
+
+def _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums) -> None:
+    if not choice.bias_correction:
+        return
+    from actc.runtime.bias_correction import correct_biases
+
+    how = correct_biases(ctx.program, quantizers, dataset, batch_size=batch_size,
+                         batch_nums=batch_nums, device=getattr(ctx, "device", None))
+    done = ", ".join(f"{n} into {kind}" for kind, n in how.items())
+    _note(ctx, f"bias correction: {done or 'no quantized layer'}")
 
 
 def convert(ctx, args: dict) -> None:
@@ -98,3 +110,5 @@ def search(ctx, args: dict) -> None:
     print(result.table())
     _note(ctx, f"search: best of {len(result.trials)} trials: {result.best.describe()}")
     ctx.state["calibration"] = {"choice": result.best.choice, "batches": result.best.batch_num}
+    _bias_correction(ctx, quantizers, dataset, result.best.choice,
+                     int(args.get("batch_size", 32)), result.best.batch_num)

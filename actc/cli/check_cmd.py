@@ -1,0 +1,57 @@
+"""``actc check RECIPE [--model M]``: validate a recipe without writing anything; with a
+model, also check selectors against it and dry-run the passes (which ops quantize touches)."""
+from __future__ import annotations
+
+from actc.errors import ActcError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("check", help="validate a recipe (optionally against a model)")
+    p.add_argument("recipe", help=".actc recipe file")
+    p.add_argument("--recipe-name", metavar="N")
+    p.add_argument("--set", action="append", default=[], metavar="K=V")
+    p.add_argument("--model", help="model dir: check selectors and dry-run the passes")
+
+
+def dry_run(compiled, program) -> list[str]:
+    """Run the structural passes on the in-memory program; explain each quantize step."""
+    from actc.dsl.quantinfo import explain_quantize, format_decisions
+    from actc.dsl.rules import RuleRunner
+
+    out = []
+    for st in compiled.steps:
+        if st.spec.kind != "pass":
+            out.append(f"{st.name}: runtime stage (not run by check)")
+            continue
+        if st.name == "quantize":
+            out.append(format_decisions(explain_quantize(program, st.args["ops"])))
+        result = RuleRunner(program, st.spec.passdef, st.args).run()
+        out.append(f"{st.name}: {result.summary()}")
+    return out
+
+
+def run(args) -> int:
+    from actc.cli.compile_cmd import parse_sets
+    from actc.dsl.compiler import compile_file
+
+    program = None
+    if args.model:
+        from actc.io.model import load_model
+        program, _ = load_model(args.model)
+    compiled = compile_file(args.recipe, recipe_name=args.recipe_name,
+                            overrides=parse_sets(args.set), program=program)
+    if compiled.recipe is None:
+        print(f"{args.recipe}: ok (no recipe: compile copies the model unchanged)")
+        return 0
+    print(f"{args.recipe}: ok: recipe '{compiled.recipe}', {len(compiled.steps)} step(s)")
+    for st in compiled.steps:
+        print(f"  {st.name}({', '.join(f'{k}: {_show(v)}' for k, v in st.args.items())})")
+    if program is not None:
+        for line in dry_run(compiled, program):
+            print(line)
+    return 0
+
+
+def _show(v) -> str:
+    from actc.dsl.values import show
+    return show(v)

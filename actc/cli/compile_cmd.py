@@ -1,0 +1,98 @@
+"""``actc compile MODEL --recipe FILE -o OUT``: check the recipe, run it, write the model.
+
+Everything is checked before anything runs; the output is written only after every step
+succeeded (atomically, never over the input)."""
+from __future__ import annotations
+
+import sys
+
+from actc.cli.common import add_model_args, load_from_args
+from actc.errors import ActcError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compile", help="compress a model with a recipe",
+                       description="Run a recipe (or an ACT YAML config) on a model.")
+    add_model_args(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--recipe", metavar="FILE", help=".actc recipe file")
+    src.add_argument("--config", metavar="CONFIG.yaml", help="ACT YAML config (lowered to a recipe)")
+    p.add_argument("--recipe-name", metavar="N", help="which recipe of the file to run")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output model directory")
+    p.add_argument("--set", action="append", default=[], metavar="K=V",
+                   help="override a recipe parameter (repeatable)")
+    p.add_argument("--data", help="calibration/training data (.npz, a directory, or module:function)")
+    p.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N (runtime stages)")
+    p.add_argument("--no-verify", action="store_true", help="skip the IR verifier between steps")
+    p.add_argument("--print-ir-before", action="append", default=[], metavar="STEP|all")
+    p.add_argument("--print-ir-after", action="append", default=[], metavar="STEP|all")
+    p.add_argument("--time-passes", action="store_true", help="print how long each step took")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-step summary")
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ActcError(f"--set expects KEY=VALUE, got '{item}'")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def check_device(device: str) -> str:
+    d = device.strip().lower()
+    if d in ("cpu", "gpu") or (d.startswith("gpu:") and d[4:].isdigit()):
+        return d
+    raise ActcError(f"--device must be cpu, gpu or gpu:N, not '{device}'")
+
+
+def recipe_from_config(path: str) -> tuple[str, str, list]:
+    """(recipe text, display path, notes) of an ACT YAML config via the YAML front end."""
+    try:
+        from actc.act.load import load_config
+        from actc.act.lower import lower
+    except ImportError as e:
+        raise ActcError(f"the ACT YAML front end is not available ({e})") from None
+    lowered = lower(load_config(path))
+    return lowered.text, f"{path} (lowered)", list(getattr(lowered, "notes", []))
+
+
+def run(args) -> int:
+    from actc.dsl.compiler import compile_file, compile_source
+    from actc.dsl.pipeline import Options, PipelineContext, run_pipeline, summary
+    from actc.io.model import save_model
+
+    device = check_device(args.device)
+    sets = parse_sets(args.set)
+    program, files = load_from_args(args)
+    if args.config:
+        text, where, notes = recipe_from_config(args.config)
+        compiled = compile_source(text, where, recipe_name=args.recipe_name, overrides=sets,
+                                  program=program, strict_selectors=False)
+    else:
+        compiled = compile_file(args.recipe, recipe_name=args.recipe_name, overrides=sets,
+                                program=program)
+    for w in compiled.warnings:
+        print(f"actc: warning: {w}", file=sys.stderr)
+    ctx = PipelineContext(program=program, source=files, data=args.data, device=device,
+                          out_dir=args.output, params=compiled.params)
+    opts = Options(verify=not args.no_verify, print_before=set(args.print_ir_before),
+                   print_after=set(args.print_ir_after), time_passes=args.time_passes)
+    for name in opts.print_before | opts.print_after:
+        if name != "all" and name not in compiled.registry.steps:
+            from actc.errors import did_you_mean
+            raise ActcError(f"--print-ir: unknown step '{name}'"
+                            f"{did_you_mean(name, compiled.registry.steps)}")
+    results = run_pipeline(compiled, ctx, opts)
+    written = save_model(ctx.program, args.output, source=files)
+    if not args.quiet:
+        print(f"actc: {len(results)} step(s) from {compiled.path}"
+              + (f" recipe '{compiled.recipe}'" if compiled.recipe else " (no recipe: copy)"),
+              file=sys.stderr)
+        if results:
+            print(summary(results), file=sys.stderr)
+        for note in ctx.notes:
+            print(f"  note: {note}", file=sys.stderr)
+        print(f"wrote {written.program}", file=sys.stderr)
+    return 0

@@ -1,0 +1,23 @@
+"""``actc lower CONFIG.yaml``: print the recipe an ACT YAML config lowers to (and check it)."""
+from __future__ import annotations
+
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("lower", help="print the recipe an ACT YAML config means")
+    p.add_argument("config", help="ACT YAML config")
+    p.add_argument("--no-check", action="store_true", help="do not compile-check the result")
+
+
+def run(args) -> int:
+    from actc.cli.compile_cmd import recipe_from_config
+    from actc.dsl.compiler import compile_source
+
+    text, where, notes = recipe_from_config(args.config)
+    if not args.no_check:
+        compile_source(text, where)
+    sys.stdout.write(text)
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    return 0
