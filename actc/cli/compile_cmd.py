@@ -27,6 +27,10 @@ def add_parser(sub) -> None:
     p.add_argument("--print-ir-before", action="append", default=[], metavar="STEP|all")
     p.add_argument("--print-ir-after", action="append", default=[], metavar="STEP|all")
     p.add_argument("--time-passes", action="store_true", help="print how long each step took")
+    p.add_argument("--eval-data", metavar="DATA",
+                   help="data to compare the written model with the input on (default: a "
+                        "test.npz beside the input model, if any)")
+    p.add_argument("--no-eval", action="store_true", help="skip that comparison")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-step summary")
 
 
@@ -84,6 +88,7 @@ def run(args) -> int:
             from actc.errors import did_you_mean
             raise ActcError(f"--print-ir: unknown step '{name}'"
                             f"{did_you_mean(name, compiled.registry.steps)}")
+    original = program.clone() if results_may_change(compiled) else None
     results = run_pipeline(compiled, ctx, opts)
     written = save_model(ctx.program, args.output, source=files)
     if not args.quiet:
@@ -95,4 +100,17 @@ def run(args) -> int:
         for note in ctx.notes:
             print(f"  note: {note}", file=sys.stderr)
         print(f"wrote {written.program}", file=sys.stderr)
+    if original is not None and not args.no_eval:
+        from actc.runtime.report import compare, eval_source
+
+        data = eval_source(args.eval_data, files)
+        if data is not None:
+            from actc.io.model import load_model
+
+            print(compare(original, load_model(written.program.parent)[0], data, device))
     return 0
+
+
+def results_may_change(compiled) -> bool:
+    """Only recipes that run the model (a runtime stage) are worth an accuracy report."""
+    return any(getattr(step.spec, "kind", None) == "stage" for step in compiled.steps)

@@ -16,6 +16,7 @@ from actc.dsl.evaluate import EvalError, Evaluator
 from actc.dsl.parser import error_at, parse, parse_expr
 from actc.dsl.registry import ParamSpec, Registry, StepSpec, default_registry, param_spec, \
     stdlib_files
+from actc.dsl.resources import bundled_recipe
 from actc.dsl.selectors import SelectorProblem, check_selector
 from actc.dsl.typecheck import TypeProblem, coerce
 from actc.dsl.values import EnumName, Selector
@@ -237,6 +238,7 @@ def compile_source(source: str, path: str = "<recipe>", *, recipe_name: str | No
 
 
 def compile_file(path: str | Path, **kw) -> Compiled:
+    path = bundled_recipe(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:

@@ -14,6 +14,7 @@ import numpy as np
 
 from actc.act.optypes import ACT_QUANT_OP_TYPES, WEIGHT_QUANT_OP_TYPES
 from actc.ir.program import Op
+from actc.quant.reference import qmax as reference_qmax
 
 # Which input slots of each op type carry tensors quantization may rewrite. Weight ops list
 # both the activation and the weight slot; activation-only ops read "X" unless listed here.
@@ -170,6 +171,13 @@ def quant_axis(ev, op: "op", var: "str") -> "int":
     if slot is None:
         raise ValueError(f"{op.type} does not read '{var}'")
     return axis_for(op, slot)
+
+
+@primitive
+def qmax(ev, bits: "int") -> "int":
+    """Largest code of a signed ``bits``-wide grid, 2^(bits-1)-1. Paddle 3.x quantize ops read
+    their grid from the qmin/qmax attrs (default -128/127), not from bit_length."""
+    return reference_qmax(int(bits))
 
 
 @primitive

@@ -14,3 +14,12 @@ def data_dir(package: str):
         return resources.files(package)
     except ModuleNotFoundError:
         return Path(__file__).resolve().parents[2] / _FOLDERS[package]
+
+
+def bundled_recipe(name: str | Path) -> Path:
+    """``ptq`` -> the packaged configs/ptq.actc when no file of that name exists here."""
+    path = Path(name)
+    if path.exists() or path.suffix or len(path.parts) != 1:
+        return path
+    candidate = data_dir("actc.configs") / f"{name}.actc"
+    return Path(str(candidate)) if candidate.is_file() else path

@@ -105,6 +105,12 @@ def weights(program: Program) -> list[tuple[str, tuple, str, int]]:
     return rows
 
 
+def name_scope(op: Op) -> str:
+    """The op's name scope, or "" when it has none (or a corrupt, non-string one)."""
+    scope = op.name_scope
+    return scope if isinstance(scope, str) else ""
+
+
 # ------------------------------------------------------------------- filters
 @dataclass
 class OpFilter:
@@ -136,7 +142,7 @@ class OpFilter:
             return False
         if self.var_globs and not self._var_ok(op):
             return False
-        if self.name_scopes and not any(s in op.name_scope for s in self.name_scopes):
+        if self.name_scopes and not any(s in name_scope(op) for s in self.name_scopes):
             return False
         return True
 

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from actc.dump.common import (OpPredicate, block_owners, var_type_str, visible_ops,
+from actc.dump.common import (name_scope, OpPredicate, block_owners, var_type_str, visible_ops,
                               weight_type_str, write_atomic)
 from actc.errors import ActcError
 from actc.ir.program import Program
@@ -59,7 +59,7 @@ def render(program: Program, *, ops: OpPredicate | None = None) -> str:
             oid = _q(f"op{op.uid}")
             first_op.setdefault(block.idx, oid)
             label = op.type
-            scope = op.name_scope
+            scope = name_scope(op)
             if scope and scope != "/":
                 label += "\n" + scope
             style = 'style="rounded,filled", fillcolor="#cfe2f3"'

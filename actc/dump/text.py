@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from actc.dump.common import (OpPredicate, block_owners, float_str, human_bytes, human_count,
+from actc.dump.common import (name_scope, OpPredicate, block_owners, float_str, human_bytes, human_count,
                               short_dtype, var_type_str, visible_ops, weight_type_str, weights)
 from actc.dump.defaults import is_default
 from actc.io.dtypes import dtype_name, VARTYPE_DTYPES
@@ -162,7 +162,7 @@ class _Renderer:
         line = f"{lhs}{op.type}({args})"
         if attrs:
             line += " {" + ", ".join(attrs) + "}"
-        scope = op.name_scope
+        scope = name_scope(op)
         if scope and scope != "/" and not self.all_attrs:
             line += f" loc({_q(scope)})"
         if self.pred is not None and not self.pred(op):

@@ -46,7 +46,23 @@ def parse_program(data: bytes, path: str | Path) -> fpb.ProgramDesc:
             if not _strings_ok(op):
                 raise ActcError(f"corrupt program: block {bi} op #{oi} '{op.type}' has a name "
                                 "or string attr that is not valid UTF-8", path=path)
+            if op.type in _FEED_FETCH_SLOT and not _feed_fetch_ok(op):
+                slot, kind = _FEED_FETCH_SLOT[op.type]
+                raise ActcError(f"corrupt program: block {bi} op #{oi} '{op.type}' needs one "
+                                f"{kind} in slot {slot} and an INT 'col' attr", path=path)
     return desc
+
+
+# feed writes one var, fetch reads one; both say which column with an INT attr 'col'.
+_FEED_FETCH_SLOT = {"feed": ("Out", "output"), "fetch": ("X", "input")}
+
+
+def _feed_fetch_ok(op: fpb.OpDesc) -> bool:
+    slot, kind = _FEED_FETCH_SLOT[op.type]
+    slots = op.outputs if kind == "output" else op.inputs
+    args = [a for s in slots if s.parameter == slot for a in s.arguments]
+    cols = [a for a in op.attrs if a.name == "col"]
+    return len(args) == 1 and all(a.type == fpb.AttrType.INT for a in cols)
 
 
 _S, _SS, _V, _VS = (fpb.AttrType.STRING, fpb.AttrType.STRINGS, fpb.AttrType.VAR,

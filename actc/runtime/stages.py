@@ -53,6 +53,9 @@ def _choice(args: dict) -> ScaleChoice:
 def calibrate(ctx, args: dict) -> None:
     from actc.runtime.calibrate import collect_stats
 
+    if args.get("recon_level") is not None:
+        raise ActcError("calibrate: recon_level (layer/region-wise reconstruction) is not "
+                        "implemented in actc; remove it or set it to null")
     quantizers = _quantizers(ctx, "calibrate")
     if any(q.quant_op is None for q in quantizers if q.is_weight):
         raise ActcError("calibrate: the weights are already converted to int8")
@@ -103,6 +106,13 @@ def search(ctx, args: dict) -> None:
     from actc.runtime.search import run_search
 
     quantizers = _quantizers(ctx, "search")
+    types = [str(t) for t in args.get("weight_quantize_type") or []]
+    current = {"channel_wise_abs_max" if q.axis >= 0 else "abs_max"
+               for q in quantizers if q.is_weight}
+    if any(t not in current for t in types):
+        raise ActcError(f"search: weight_quantize_type {types} differs from what quantize "
+                        f"inserted ({', '.join(sorted(current))}); the weight quantizer type is "
+                        "fixed by the quantize step, set it there")
     dataset = calibration_data(ctx, "search")
     result = run_search(ctx.program, quantizers, dataset, args,
                         base=ctx.state.get("calibration", {}).get("choice"),
