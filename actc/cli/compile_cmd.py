@@ -88,6 +88,13 @@ def run(args) -> int:
             from actc.errors import did_you_mean
             raise ActcError(f"--print-ir: unknown step '{name}'"
                             f"{did_you_mean(name, compiled.registry.steps)}")
+    for step in compiled.steps:  # a missing stage fails now, not after an hour of work
+        if step.spec.kind == "stage":
+            try:
+                step.spec.impl()
+            except ActcError as e:
+                raise ActcError(e.message, path=step.path, line=step.pos.line,
+                                col=step.pos.col) from None
     original = program.clone() if results_may_change(compiled) else None
     results = run_pipeline(compiled, ctx, opts)
     written = save_model(ctx.program, args.output, source=files)

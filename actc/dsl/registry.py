@@ -81,8 +81,9 @@ class StepSpec:
                             "pip install 'actc[paddle]'") from None
         fn = getattr(mod, self.name, None)
         if fn is None:
-            raise ActcError(f"stage '{self.name}' needs the Paddle runtime, which does not "
-                            f"implement it yet ({STAGE_MODULE}:{self.name} is missing)")
+            raise ActcError(f"stage '{self.name}' is declared (so recipes using it check) but "
+                            "this version of actc does not implement it yet; implemented "
+                            f"stages: {', '.join(getattr(mod, 'IMPLEMENTED', ()))}")
         return fn
 
 

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from actc.dump.common import (name_scope, OpPredicate, block_owners, var_type_str, visible_ops,
+from actc.dump.common import (OpPredicate, block_owners, name_scope, var_type_str, visible_ops,
                               weight_type_str, write_atomic)
 from actc.errors import ActcError
 from actc.ir.program import Program

@@ -28,8 +28,9 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from actc.dump.common import (name_scope, OpPredicate, block_owners, float_str, human_bytes, human_count,
-                              short_dtype, var_type_str, visible_ops, weight_type_str, weights)
+from actc.dump.common import (OpPredicate, block_owners, float_str, human_bytes, human_count,
+                              name_scope, short_dtype, var_type_str, visible_ops, weight_type_str,
+                              weights)
 from actc.dump.defaults import is_default
 from actc.io.dtypes import dtype_name, VARTYPE_DTYPES
 from actc.ir.attrs import A, attr_value

@@ -9,7 +9,7 @@ themselves (and its rounding erases the change); this corrects what the layer ou
 from __future__ import annotations
 
 import numpy as np
-from tqdm import tqdm
+from actc.progress import progress
 
 from actc.errors import ActcError
 from actc.ir.program import Op, Program
@@ -120,7 +120,7 @@ def correct_biases(program: Program, quantizers, dataset, *, batch_size, batch_n
         for n, y in zip(names, float_runner.run(batch.feed, names)):
             f_means[n] = f_means[n] + _channel_mean(y, dict((o, a) for _, o, a in layers)[n])
     quant_runner = Runner(program, device)
-    for _, out, axis in tqdm(layers, desc="bias correction", unit="layer", leave=False):
+    for _, out, axis in progress(layers, desc="bias correction", unit="layer"):
         q_mean = 0.0
         for batch in batches:
             q_mean = q_mean + _channel_mean(quant_runner.run(batch.feed, [out])[0], axis)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from tqdm import tqdm
+from actc.progress import progress
 
 from actc.data import Dataset
 from actc.errors import ActcError
@@ -41,8 +41,8 @@ def collect_stats(program: Program, quantizers: list[Quantizer], dataset: Datase
     start = time.perf_counter()
     seen = 0
     total = dataset.num_batches(batch_size, batch_nums)
-    for batch in tqdm(dataset.batches(batch_size, batch_nums), total=total, desc="calibrate",
-                      unit="batch", leave=False):
+    for batch in progress(dataset.batches(batch_size, batch_nums), total=total,
+                          desc="calibrate"):
         outs = runner.run(batch.feed, names)
         for name, value in zip(names, outs):
             stats[name].update(value)

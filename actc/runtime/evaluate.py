@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
+from actc.progress import progress
 
 from actc.data import Dataset
 from actc.ir.program import Program
@@ -48,8 +48,7 @@ def collect_outputs(program: Program, dataset: Dataset, *, device: str | None = 
     outs: list[list[np.ndarray]] = [[] for _ in runner.fetches]
     labels = []
     total = dataset.num_batches(batch_size, batch_nums)
-    for batch in tqdm(dataset.batches(batch_size, batch_nums), total=total, desc=desc,
-                      leave=False, unit="batch"):
+    for batch in progress(dataset.batches(batch_size, batch_nums), total=total, desc=desc):
         for acc, arr in zip(outs, runner.run(batch.feed)):
             acc.append(arr)
         if batch.label is not None:

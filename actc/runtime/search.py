@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
+from actc.progress import progress
 
 from actc.errors import ActcError
 from actc.quant.ptq import ScaleChoice, apply_scales, original_weights
@@ -150,7 +150,7 @@ def run_search(program, quantizers, dataset, args: dict, *, base: ScaleChoice | 
     foldable = {out: param_target(program, out, program.var(out).shape[axis])
                 for _, out, axis in layers if program.var(out) and program.var(out).shape}
     shift_batches = list(dataset.batches(batch_size, min(eval_batches, counts[-1])))
-    for trial in tqdm(trials, desc="search", unit="trial", leave=False):
+    for trial in progress(trials, desc="search", unit="trial"):
         start = time.perf_counter()
         snapshot = snaps.get(trial.batch_num) or stats
         written = apply_scales(program, quantizers, snapshot, trial.choice, originals, cache)
