@@ -7,6 +7,7 @@ not a Paddle stack trace in the middle of calibration.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,10 @@ def _split_label(arrays: dict[str, np.ndarray]):
 
 def _check(arrays: dict[str, np.ndarray], feeds: list[FeedSpec], source: str) -> None:
     names = [f.name for f in feeds]
+    for key, a in arrays.items():
+        if np.ndim(a) == 0:
+            raise ActcError(f"array '{key}' is a scalar; expected a batch of samples "
+                            "(first axis = sample)", path=source)
     for f in feeds:
         if f.name not in arrays:
             raise ActcError(f"no array named '{f.name}' (the model's feed){did_you_mean(f.name, arrays)}; "
@@ -103,11 +108,19 @@ class Dataset:
             keys = set(parts[0][0])
             if any(set(p[0]) != keys for p in parts):
                 raise ActcError("the .npz files hold different array names", path=path)
+            for k in keys:
+                if any(np.ndim(p[0][k]) == 0 for p in parts):
+                    raise ActcError(f"array '{k}' is a scalar in some .npz file; expected a "
+                                    "batch of samples (first axis = sample)", path=path)
+                shapes = {p[0][k].shape[1:] for p in parts}
+                if len(shapes) > 1:
+                    raise ActcError(f"array '{k}' has different sample shapes across the .npz "
+                                    f"files: {sorted(list(s) for s in shapes)}", path=path)
             arrays = {k: np.concatenate([p[0][k] for p in parts]) for k in keys}
             labels = [p[1] for p in parts]
             self._labels = np.concatenate(labels) if all(l is not None for l in labels) else None
             self._set_arrays(arrays, source)
-        elif ":" in source and not path.suffix:
+        elif _FACTORY_SPEC.fullmatch(source):
             self._factory = _import_factory(source)
         else:
             raise ActcError("no such data file or directory (expected .npz, a directory of "
@@ -117,6 +130,7 @@ class Dataset:
         if self._labels is not None and not arrays:
             raise ActcError("the data holds only labels", path=source)
         _check(arrays, self.feeds, source)
+        arrays = _conform(arrays, self.feeds)
         n = len(next(iter(arrays.values())))
         if self._labels is not None and len(self._labels) != n:
             raise ActcError(f"'label' has {len(self._labels)} rows but the inputs have {n}",
@@ -145,7 +159,7 @@ class Dataset:
                 count += 1
             return
         count = 0
-        for i, item in enumerate(self._factory()):
+        for i, item in enumerate(self._factory_items()):
             if i < start:
                 continue
             if batch_nums is not None and count >= batch_nums:
@@ -155,8 +169,31 @@ class Dataset:
                                 "of feed name -> array")
             arrays, label = _split_label({k: np.asarray(v) for k, v in item.items()})
             _check(arrays, self.feeds, self.source)
-            yield Batch(arrays, label)
+            yield Batch(_conform(arrays, self.feeds), label)
             count += 1
+
+    def _factory_items(self):
+        """The user function's items; its own exceptions become one-line errors naming it."""
+        try:
+            items = self._factory()
+        except Exception as e:
+            raise ActcError(f"calling the data function failed: {type(e).__name__}: {e}",
+                            path=self.source) from None
+        try:
+            items = iter(items)
+        except TypeError:
+            raise ActcError(f"the data function returned {type(items).__name__}, expected an "
+                            "iterable (e.g. a generator) of dicts of feed name -> array",
+                            path=self.source) from None
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            except Exception as e:
+                raise ActcError(f"the data function failed: {type(e).__name__}: {e}",
+                                path=self.source) from None
+            yield item
 
     def num_batches(self, batch_size: int, batch_nums: int | None) -> int | None:
         n = self.num_samples()
@@ -164,6 +201,22 @@ class Dataset:
             return batch_nums
         total = -(-n // batch_size)
         return total if batch_nums is None else min(total, batch_nums)
+
+
+# ``pkg.module:function`` (dotted module paths included).
+_FACTORY_SPEC = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
+
+
+def _conform(arrays: dict[str, np.ndarray], feeds: list[FeedSpec]) -> dict[str, np.ndarray]:
+    """Cast arrays whose dtype differs from the feed's only in width (float64 data for a
+    float32 feed, int32 for int64): Paddle rejects them mid-run otherwise. ``_check`` has
+    already refused a different kind."""
+    out = dict(arrays)
+    for f in feeds:
+        a = out.get(f.name)
+        if a is not None and f.dtype is not None and str(a.dtype) != f.dtype:
+            out[f.name] = a.astype(f.dtype)
+    return out
 
 
 def _import_factory(spec: str):

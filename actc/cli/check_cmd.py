@@ -36,8 +36,9 @@ def run(args) -> int:
 
     program = None
     if args.model:
+        from actc.cli.common import model_path
         from actc.io.model import load_model
-        program, _ = load_model(args.model)
+        program, _ = load_model(model_path(args.model))
     compiled = compile_file(args.recipe, recipe_name=args.recipe_name,
                             overrides=parse_sets(args.set), program=program)
     if compiled.recipe is None:

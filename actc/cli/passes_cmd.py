@@ -46,7 +46,8 @@ def run(args) -> int:
         if spec.name != "quantize":
             raise ActcError("--model dry runs only the quantize pass")
         from actc.dsl.quantinfo import explain_quantize, format_decisions
+        from actc.cli.common import model_path
         from actc.io.model import load_model
-        program, _ = load_model(args.model)
+        program, _ = load_model(model_path(args.model))
         print(format_decisions(explain_quantize(program, spec.param("ops").default)))
     return 0

@@ -67,11 +67,14 @@ def run_step(step: BoundStep, ctx: PipelineContext) -> PassResult:
         return result
     fn = step.spec.impl()
     before_ops, before_vars = _snapshot(ctx.program)
+    before_params = {name: id(t) for name, t in ctx.program.params.items()}
     fn(ctx, dict(step.args))
     after_ops, after_vars = _snapshot(ctx.program)
+    params_set = sum(1 for name, t in ctx.program.params.items()
+                     if before_params.get(name) not in (None, id(t)))
     return PassResult(step.name, ops_added=len(after_ops - before_ops),
                       ops_removed=len(before_ops - after_ops),
-                      vars_added=len(after_vars - before_vars))
+                      vars_added=len(after_vars - before_vars), params_set=params_set)
 
 
 def run_pipeline(compiled: Compiled, ctx: PipelineContext, opts: Options | None = None

@@ -31,6 +31,7 @@ class PassResult:
     vars_added: int = 0
     attrs_set: int = 0
     renamed: int = 0
+    params_set: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -44,7 +45,7 @@ class PassResult:
         for label, n in (("matched", self.matched), ("ops +", self.ops_added),
                          ("ops -", self.ops_removed), ("rewired", self.rewired),
                          ("vars +", self.vars_added), ("attrs set", self.attrs_set),
-                         ("renamed", self.renamed)):
+                         ("renamed", self.renamed), ("weights set", self.params_set)):
             if n:
                 parts.append(f"{label} {n}")
         return ", ".join(parts) if parts else "no change"

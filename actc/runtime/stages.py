@@ -56,9 +56,9 @@ def _choice(args: dict) -> ScaleChoice:
 def calibrate(ctx, args: dict) -> None:
     from actc.runtime.calibrate import collect_stats
 
-    if args.get("recon_level") is not None:
-        raise ActcError("calibrate: recon_level (layer/region-wise reconstruction) is not "
-                        "implemented in actc; remove it or set it to null")
+    if args.get("recon_level") is not None and str(args["recon_level"]) != "layer_wise":
+        raise ActcError(f"calibrate: recon_level {args['recon_level']} is not implemented "
+                        "(reconstructing several layers jointly); use recon_level: layer_wise")
     quantizers = _quantizers(ctx, "calibrate")
     if any(q.quant_op is None for q in quantizers if q.is_weight):
         raise ActcError("calibrate: the weights are already converted to int8")
@@ -71,6 +71,7 @@ def calibrate(ctx, args: dict) -> None:
     choice = _choice(args)
     originals = original_weights(ctx.program, quantizers)
     apply_scales(ctx.program, quantizers, stats, choice, originals)
+    _reconstruct(ctx, quantizers, dataset, args, batch_size)
     _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums)
     acts = sum(1 for q in quantizers if not q.is_weight)
     _note(ctx, f"calibrate: {acts} activation and {len(quantizers) - acts} weight quantizers, "
@@ -78,6 +79,21 @@ def calibrate(ctx, args: dict) -> None:
                f"{', bias correction' if choice.bias_correction else ''}; "
                f"{seen} batches x {batch_size} in {secs:.2f} s")
     ctx.state["calibration"] = {"choice": choice, "batches": seen}
+
+
+def _reconstruct(ctx, quantizers, dataset, args, batch_size) -> None:
+    """recon_level: layer_wise: learn each weight's rounding (actc.runtime.reconstruct)."""
+    if args.get("recon_level") is None:
+        return
+    from actc.runtime.reconstruct import reconstruct
+
+    report = reconstruct(ctx.program, quantizers, dataset, batch_size=batch_size,
+                         recon_batches=int(args.get("recon_batches", 10)),
+                         epochs=int(args.get("epochs", 20)), lr=float(args.get("lr", 0.1)),
+                         simulate_activation_quant=bool(args.get("simulate_activation_quant",
+                                                                 False)),
+                         device=getattr(ctx, "device", None))
+    _note(ctx, f"reconstruction (layer_wise): {report.summary()}")
 
 
 def _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums) -> None:
