@@ -41,6 +41,11 @@ class ActcError(Exception):
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """A ' (did you mean 'x'?)' suffix, or '' when nothing is close."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    """A ' (did you mean 'x'?)' suffix, or '' when nothing is close: a case-insensitive
+    exact match first (``kl`` -> ``KL``), then difflib."""
+    choices = [str(c) for c in choices]
+    for c in choices:
+        if c.lower() == str(word).lower() and c != str(word):
+            return f" (did you mean '{c}'?)"
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -8,7 +8,8 @@ import pytest
 
 from actc.act import optypes, schema
 from actc.act.load import ConfigError, loads, load_config
-from actc.act.lower import Enum, Range, Selector, lower
+from actc.act.lower import lower
+from actc.dsl.values import EnumName as Enum, Range, SelectorText as Selector
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -9,7 +9,6 @@ No Paddle import here.
 """
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,32 +16,17 @@ from typing import Any
 
 import yaml
 
+from actc.errors import ActcError, did_you_mean
+
 from . import schema
 from .schema import Key, Section
 
-try:  # the project's user-facing error base (CLI: one line, exit code 2)
-    from actc.errors import ActcError as _ErrorBase
-except ImportError:  # pragma: no cover - only when used outside the actc tree
-    class _ErrorBase(Exception):  # type: ignore[no-redef]
-        exit_code = 2
 
-        def __init__(self, message, *, path=None, line=None, col=None, detail=None):
-            super().__init__(message)
-            self.message, self.path, self.line, self.col, self.detail = (
-                message, path, line, col, detail)
-
-        def __str__(self):
-            return f"{self.path}:{self.line}:{self.col}: error: {self.message}"
-
-
-class ConfigError(_ErrorBase):
+class ConfigError(ActcError):
     """A problem in an ACT YAML config: ``str(e) == 'FILE:LINE:COL: error: MESSAGE'``."""
 
     def __init__(self, path: str | Path, line: int, col: int, message: str):
         super().__init__(message, path=str(path), line=line, col=col)
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}: error: {self.message}"
 
 
 @dataclass
@@ -95,16 +79,6 @@ _FLOATISH = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _TRAILING_COMMA = re.compile(r"^(\s*[^\s#][^#]*?:\s*[\[{].*[\]}])(\s*),(\s*(#.*)?)$")
 _TYPE_WORDS = {"int": "an int", "float": "a number", "bool": "a bool (true/false)",
                "str": "a string", "null": "null", "list": "a list", "mapping": "a mapping"}
-
-
-def suggest(word: Any, choices) -> str:
-    """' (did you mean 'x'?)' or '' -- case-insensitive exact match first, then difflib."""
-    choices = [str(c) for c in choices]
-    for c in choices:
-        if c.lower() == str(word).lower():
-            return f" (did you mean '{c}'?)"
-    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _type_name(v: Any) -> str:
@@ -287,7 +261,7 @@ class _Loader:
         if key.choices is None or v in key.choices:
             return v
         raise self.err(node, f"{where}: '{v}' is not one of {', '.join(map(str, key.choices))}"
-                             + suggest(v, key.choices))
+                             + did_you_mean(v, key.choices))
 
     def check_list(self, key: Key, node, where: str) -> list:
         items = key.items or ("str", "int", "float", "bool", "list", "mapping")
@@ -317,7 +291,7 @@ class _Loader:
             elif key.open:
                 out[name] = self.py(vn)
             else:
-                raise self.err(kn, f"{where}: unknown key '{name}'" + suggest(name, sub))
+                raise self.err(kn, f"{where}: unknown key '{name}'" + did_you_mean(name, sub))
         for n, k in sub.items():
             if n not in out:
                 if k.required:
@@ -347,7 +321,7 @@ class _Loader:
                 self.note(kn, f"'{name}' is the old name of '{canonical}'; read as {canonical}")
             elif name not in schema.SECTIONS:
                 raise self.err(kn, f"unknown section '{name}'"
-                                   + suggest(name, schema.all_section_names()))
+                                   + did_you_mean(name, schema.all_section_names()))
             if canonical == "Prune":
                 canonical = self.old_prune_target(kn, vn)
             if canonical in seen_canonical:
@@ -414,7 +388,7 @@ class _Loader:
                 if key == "prune_algo":
                     continue
                 if key not in schema.OLD_PRUNE.keys:
-                    raise self.err(k, f"Prune: unknown key '{key}'" + suggest(key, schema.OLD_PRUNE.keys))
+                    raise self.err(k, f"Prune: unknown key '{key}'" + did_you_mean(key, schema.OLD_PRUNE.keys))
                 if key not in keys:
                     self.warn(k, f"Prune.{key} has no effect with prune_algo asp; ignored")
                     continue
@@ -429,7 +403,7 @@ class _Loader:
                     loose_gmp.append((k, v))
                     continue
                 raise self.err(k, f"{written}: unknown key '{key}'"
-                                  + suggest(key, sec.key_names()))
+                                  + did_you_mean(key, sec.key_names()))
             elif key in given:
                 raise self.err(k, f"{written}: both '{key}' and its old name are set")
             spec = keys[key]

@@ -1,8 +1,8 @@
 """Lower a normalised ACT config (``load.Config``) to an actc recipe.
 
 ``lower(config) -> Lowered`` gives (a) ``steps``: the ordered steps, each a name and an ordered
-dict of plain Python values, with ``Enum`` (a bare enum name), ``Selector`` (selector source
-text) and ``Range`` wrappers where the recipe language has its own kinds; and (b) ``text``: the
+dict of plain Python values, with ``EnumName`` (a bare enum name), ``SelectorText`` (selector
+source text) and ``Range`` wrappers from ``actc.dsl.values`` where the recipe language has its own kinds; and (b) ``text``: the
 same plan as a readable, editable ``.actc`` recipe (``recipe main() { ... }``, syntax of
 docs/language.md) with comments saying where each step came from and what actc will do.
 
@@ -18,26 +18,13 @@ Section combinations (ACT runs its strategies one after another; so does the rec
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
+
+from actc.dsl.values import EnumName, Range, SelectorText, show
 
 from . import optypes
 from .load import Config, ConfigError, Note
-
-
-class Enum(str):
-    """A bare enum / op-type name in the recipe (``hist``, ``conv2d``)."""
-
-
-class Selector(str):
-    """Selector source text (``op.type in {conv2d, mul}``)."""
-
-
-class Range(NamedTuple):
-    """An inclusive search range ``lo .. hi``."""
-    lo: Any
-    hi: Any
 
 
 @dataclass
@@ -54,70 +41,20 @@ class Lowered:
     notes: list[Note] = field(default_factory=list)
 
 
-# Words the recipe/pass grammar uses as keywords: an op type spelled like one is quoted.
-RESERVED = frozenset({
-    "import", "pass", "recipe", "rule", "match", "where", "set", "let", "for", "in", "insert",
-    "before", "after", "remove", "bypass", "and", "or", "not", "all", "none", "true", "false",
-    "null", "op", "var", "contains", "glob", "matches",
-})
-
 _RECON = {"layer-wise": "layer_wise", "region-wise": "region_wise"}
 PRUNE_SECTIONS = ("ChannelPrune", "ASPPrune", "TransformerPrune", "UnstructurePrune")
-
-
-# -- value formatting ---------------------------------------------------------------------------
-
-def _ident_ok(s: str) -> bool:
-    return s.isidentifier() and s not in RESERVED
-
-
-def fmt_float(x: float) -> str:
-    if math.isinf(x) or math.isnan(x):
-        raise ValueError(f"cannot write {x} in a recipe")
-    r = repr(float(x))
-    if "e" in r:
-        mant, exp = r.split("e")
-        if "." not in mant:
-            mant += ".0"
-        r = f"{mant}e{exp}"
-    return r
-
-
-def fmt(v: Any) -> str:
-    """A Python value as recipe source."""
-    if isinstance(v, Selector):
-        return str(v)
-    if isinstance(v, Enum):
-        return str(v) if _ident_ok(v) else json.dumps(str(v))
-    if isinstance(v, Range):
-        return f"{fmt(v.lo)} .. {fmt(v.hi)}"
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return fmt_float(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(fmt(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}: {fmt(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} in a recipe")
 
 
 def _typed_mapping(m: dict | None) -> dict | None:
     """{type: PiecewiseDecay, ...}: the class name is an enum name, the rest stays as given."""
     if m is None:
         return None
-    return {k: (Enum(v) if k == "type" and isinstance(v, str) else v) for k, v in m.items()}
+    return {k: (EnumName(v) if k == "type" and isinstance(v, str) else v) for k, v in m.items()}
 
 
 def op_types_selector(types) -> Selector:
-    names = ", ".join(t if _ident_ok(t) else json.dumps(t) for t in types)
-    return Selector(f"op.type in {{{names}}}")
+    names = ", ".join(show(EnumName(t)) for t in types)
+    return SelectorText(f"op.type in {{{names}}}")
 
 
 def name_list(names) -> str:
@@ -229,16 +166,16 @@ class _Lowerer:
             return
         self.comment(f"{' + '.join(src)}: these ops stay float (FAQ 4: set an op's name_scope "
                      "to skip it).")
-        self.step("skip_ops", ops=Selector(" or ".join(parts)))
+        self.step("skip_ops", ops=SelectorText(" or ".join(parts)))
 
     def quantize_step(self, sec: str, fmt_: str, qat: bool) -> None:
         q = self.s[sec]
         ops = self.quant_ops(sec)
         args: dict[str, Any] = dict(
             ops=ops, weight_bits=q["weight_bits"], activation_bits=q["activation_bits"],
-            weight_quantize_type=Enum(q["weight_quantize_type"]),
-            activation_quantize_type=Enum(q["activation_quantize_type"]),
-            format=Enum(fmt_))
+            weight_quantize_type=EnumName(q["weight_quantize_type"]),
+            activation_quantize_type=EnumName(q["activation_quantize_type"]),
+            format=EnumName(fmt_))
         if qat:
             if q["activation_quantize_type"] == "range_abs_max":
                 args["window_size"] = q["window_size"]
@@ -259,7 +196,7 @@ class _Lowerer:
                      + ("" if self.set_(sec, "onnx_format") else " (PaddleSlim default)")
                      + f" -> format: {fmt_}.")
         self.quantize_step(sec, fmt_, qat=False)
-        args: dict[str, Any] = {"algo": Enum(q["algo"])}
+        args: dict[str, Any] = {"algo": EnumName(q["algo"])}
         if q["algo"] == "hist":
             args["hist_percent"] = q["hist_percent"]
         args["batch_size"] = q["batch_size"]
@@ -271,7 +208,7 @@ class _Lowerer:
         if q["algo"] != "hist" and self.set_(sec, "hist_percent"):
             self.comment(f"  (hist_percent only applies to algo hist; not passed)")
         if q["recon_level"]:
-            args["recon_level"] = Enum(_RECON[q["recon_level"]])
+            args["recon_level"] = EnumName(_RECON[q["recon_level"]])
             if q["recon_level"] == "region-wise":
                 args["regions"] = q["regions"]
             args["epochs"] = q["epochs"]
@@ -289,9 +226,9 @@ class _Lowerer:
             self.comment(f"HyperParameterOptimization ({self.at('HyperParameterOptimization')}): "
                          "re-run calibration over this space, keep the best trial",
                          "(calibrate above supplies the settings not searched here).")
-            self.step("search", ptq_algo=[Enum(a) for a in h["ptq_algo"]],
+            self.step("search", ptq_algo=[EnumName(a) for a in h["ptq_algo"]],
                       bias_correction=h["bias_correction"],
-                      weight_quantize_type=[Enum(w) for w in h["weight_quantize_type"]],
+                      weight_quantize_type=[EnumName(w) for w in h["weight_quantize_type"]],
                       hist_percent=Range(*h["hist_percent"]), batch_num=Range(*h["batch_num"]),
                       max_trials=h["max_quant_count"])
         self.comment("Freeze: fold scales, store int8 weights, drop calibration-only ops.")
@@ -314,7 +251,7 @@ class _Lowerer:
         self.train_step("quantization-aware training")
         self.comment(f"Freeze: fold the trained scales, store int{q['weight_bits']} weights "
                      f"(format {final}).")
-        self.step("convert", format=Enum(final))
+        self.step("convert", format=EnumName(final))
 
     # -- distillation & training -----------------------------------------------------------------
     @staticmethod
@@ -366,7 +303,7 @@ class _Lowerer:
                 args["teacher_params_filename"] = d["teacher_params_filename"]
         args["nodes"] = pairs
         loss = d["loss"]
-        args["loss"] = [Enum(x) for x in loss] if isinstance(loss, list) else Enum(loss)
+        args["loss"] = [EnumName(x) for x in loss] if isinstance(loss, list) else EnumName(loss)
         args["alpha"] = d["alpha"]
         if not d.get("merge_feed", True):
             args["merge_feed"] = False
@@ -415,19 +352,19 @@ class _Lowerer:
     def prune_ChannelPrune(self) -> None:
         c = self.s["ChannelPrune"]
         names = c["prune_params_name"]
-        ops = (Selector(f"op.input in {name_list(names)}") if names else
-               Selector("op.type == conv2d and op.attr.groups == 1"))
+        ops = (SelectorText(f"op.input in {name_list(names)}") if names else
+               SelectorText("op.type == conv2d and op.attr.groups == 1"))
         self.comment(f"ChannelPrune ({self.at('ChannelPrune')}): remove {c['pruned_ratio']} of "
                      f"the output channels, ranked by {c['criterion']};",
                      "prune_params_name -> op.input in [...]" if names else
                      "no prune_params_name: every conv2d with groups 1.")
         self.step("prune_channels", ops=ops, ratio=c["pruned_ratio"],
-                  criterion=Enum(c["criterion"]))
+                  criterion=EnumName(c["criterion"]))
 
     def prune_ASPPrune(self) -> None:
         names = self.s["ASPPrune"]["prune_params_name"]
-        ops = (Selector(f"op.input in {name_list(names)}") if names else
-               Selector("(op.type == conv2d and op.attr.groups == 1) or op.type in {mul, matmul_v2}"))
+        ops = (SelectorText(f"op.input in {name_list(names)}") if names else
+               SelectorText("(op.type == conv2d and op.attr.groups == 1) or op.type in {mul, matmul_v2}"))
         self.comment(f"ASPPrune ({self.at('ASPPrune')}): 2:4 semi-structured sparsity "
                      "(two of every four weights are zero);",
                      "prune_params_name -> op.input in [...]" if names else
@@ -443,13 +380,13 @@ class _Lowerer:
     def prune_UnstructurePrune(self) -> None:
         u = self.s["UnstructurePrune"]
         if u["prune_params_type"] == "conv1x1_only":
-            ops = Selector("op.is_conv1x1")
+            ops = SelectorText("op.is_conv1x1")
             which = "prune_params_type conv1x1_only -> op.is_conv1x1"
         else:
             norms = ", ".join(optypes.NORM_OP_TYPES)
-            ops = Selector(f"op.has_weight and not (op.type in {{{norms}}})")
+            ops = SelectorText(f"op.has_weight and not (op.type in {{{norms}}})")
             which = "prune_params_type null -> every weight except normalisation layers'"
-        args: dict[str, Any] = {"ops": ops, "mode": Enum(u["prune_mode"])}
+        args: dict[str, Any] = {"ops": ops, "mode": EnumName(u["prune_mode"])}
         if u["prune_mode"] == "ratio":
             args["ratio"] = u["ratio"]
             args["local_sparsity"] = u["local_sparsity"]
@@ -459,7 +396,7 @@ class _Lowerer:
             args["threshold"] = u["threshold"]
             what = f"weights with |w| < {u['threshold']} zero"
         if u["prune_strategy"] == "gmp":
-            args["strategy"] = Enum("gmp")
+            args["strategy"] = EnumName("gmp")
             args["gmp"] = dict(u["gmp_config"])
             what += ", reached gradually on the GMP schedule"
         self.comment(f"UnstructurePrune ({self.at('UnstructurePrune')}): make {what};", which + ".")
@@ -477,7 +414,7 @@ def render(steps: list[Step], cfg: Config | None = None, name: str = "main",
             out.append("")
         for c in st.comments:
             out.append(f"    # {c}")
-        parts = [f"{k}: {fmt(v)}" for k, v in st.args.items()]
+        parts = [f"{k}: {show(v)}" for k, v in st.args.items()]
         one = f"    {st.name}(" + ", ".join(parts) + ")"
         if len(one) <= 100:
             out.append(one)

@@ -1,6 +1,8 @@
 """Run-time values of the language that plain Python types do not cover."""
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,17 +92,49 @@ def type_name(value) -> str:
     return type(value).__name__
 
 
+# Words the grammar uses as keywords: a name spelled like one is written as a string.
+RESERVED = frozenset({
+    "import", "pass", "recipe", "rule", "match", "where", "set", "let", "for", "in", "insert",
+    "before", "after", "remove", "bypass", "and", "or", "not", "all", "none", "true", "false",
+    "null", "op", "var", "contains", "glob", "matches",
+})
+
+
+class SelectorText(str):
+    """Selector source written by a generator (the YAML lowering), printed verbatim."""
+
+
+def _float_source(x: float) -> str:
+    if math.isinf(x) or math.isnan(x):
+        raise ValueError(f"cannot write {x} in a recipe")
+    r = repr(float(x))
+    if "e" in r:
+        mant, exp = r.split("e")
+        if "." not in mant:
+            mant += ".0"
+        r = f"{mant}e{exp}"
+    return r
+
+
 def show(value) -> str:
-    """A value as recipe source (for messages and summaries)."""
+    """A value as recipe source: what messages quote and what generated recipes contain."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, EnumName):
+    if isinstance(value, (Selector, SelectorText)):
         return str(value)
+    if isinstance(value, EnumName):
+        ok = value.isidentifier() and value not in RESERVED
+        return str(value) if ok else json.dumps(str(value))
+    if isinstance(value, Range):
+        return f"{show(value.lo)} .. {show(value.hi)}"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _float_source(value)
     if isinstance(value, str):
-        import json
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(show(v) for v in value) + "]"
     if isinstance(value, (set, frozenset)):

@@ -215,6 +215,8 @@ def reconstruct(program: Program, quantizers: list[Quantizer], dataset, *, batch
     from actc.runtime.paddle_env import import_paddle, set_forward_only
 
     start = time.perf_counter()
+    import os  # EXPERIMENT
+    reg_lambda = float(os.environ.get("RC_LAMBDA", reg_lambda))  # EXPERIMENT
     paddle = import_paddle()
     fprog = float_program(program)
     layers, skipped = find_layers(program, fprog, quantizers)
