@@ -21,7 +21,6 @@ def import_paddle():
         return _paddle
     if "paddle" not in sys.modules:
         os.environ.setdefault("FLAGS_enable_pir_api", "0")
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, os.cpu_count() or 1)))
         os.environ.setdefault("GLOG_minloglevel", "2")
     elif os.environ.get("FLAGS_enable_pir_api", "1") not in ("0", "false", "False"):
         raise ActcError("Paddle was imported in PIR mode before actc could set "
@@ -31,8 +30,9 @@ def import_paddle():
         import io
         import warnings
 
-        # Paddle prints a warning for any OMP_NUM_THREADS > 1 and a ccache notice; actc sets
-        # the thread count on purpose (forward passes are ~1.5x faster on 2 cores).
+        # Paddle prints a warning whenever OMP_NUM_THREADS > 1, and a ccache notice. actc keeps
+        # Paddle's default of one thread (set OMP_NUM_THREADS for more): on a busy machine
+        # OpenMP threads spin against each other, a tiny CNN's batch went from 12 ms to 210 ms.
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             import paddle

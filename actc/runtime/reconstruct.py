@@ -61,7 +61,10 @@ class Layer:
     float_input: str         # the same activation in the float program
     output: str
     weight_slot: str
-    channel_weight: np.ndarray | None = None   # per-output-channel loss weight (BN)
+    channel_axis: int = 1    # of the output
+    affine: tuple[np.ndarray, np.ndarray] | None = None   # per-channel a*y+b after the layer
+    relu: bool = False       # then a relu
+    through: list[str] = field(default_factory=list)      # epilogue ops, for reports
 
 
 @dataclass
@@ -131,29 +134,65 @@ def find_layers(program: Program, float_prog: Program, quantizers: list[Quantize
         if float_prog.var(layer.float_input) is None:
             skipped.append(f"{q.tensor} (its float input is not in the float program)")
             continue
-        layer.channel_weight = _bn_weight(program, layer)
+        _epilogue(program, layer)
         layers.append((order[op.uid], layer))
     layers.sort(key=lambda t: t[0])
     return [layer for _, layer in layers], skipped
 
 
-def _bn_weight(program: Program, layer: Layer) -> np.ndarray | None:
-    """(gamma / sqrt(var + eps))^2 of a batch_norm reading a NCHW conv's output."""
-    if layer.op.type not in CONV_TYPES or layer.op.attr("data_format", "NCHW") == "NHWC":
-        return None
-    users = program.consumers(layer.output)
-    if len(users) != 1 or users[0][0].type != "batch_norm" or users[0][1] != "X":
-        return None
-    bn = users[0][0]
-    try:
-        gamma = np.asarray(program.params[bn.input("Scale")[0]].array, np.float64)
-        var = np.asarray(program.params[bn.input("Variance")[0]].array, np.float64)
-    except (KeyError, IndexError):
-        return None
-    w = gamma ** 2 / (var + float(bn.attr("epsilon", 1e-5)))
-    if not np.all(np.isfinite(w)) or w.max() <= 0:
-        return None
-    return (w / w.mean()).astype(np.float32)
+def _epilogue(program: Program, layer: Layer) -> None:
+    """The per-channel affine ops (inference batch_norm, bias add) and relu that follow the
+    layer, each the single reader of the previous output: the error is measured after them,
+    as the next layer sees it (AdaRound's asymmetric reconstruction through the activation
+    function; the program keeps batch_norm unfolded)."""
+    op = layer.op
+    if op.type in CONV_TYPES:
+        if op.attr("data_format", "NCHW") == "NHWC":
+            return
+        axis = 1
+    else:
+        axis = -1
+    var = program.var(layer.output)
+    if var is None or var.shape is None or len(var.shape) < 2 or var.shape[axis] <= 0:
+        return
+    size, ndim = var.shape[axis], len(var.shape)
+    layer.channel_axis = axis % ndim
+    a = np.ones(size, np.float64)
+    b = np.zeros(size, np.float64)
+    name = layer.output
+    while not layer.relu:
+        users = program.consumers(name)
+        if len(users) != 1:
+            break
+        user, slot, _ = users[0]
+        if user.type == "batch_norm" and slot == "X" and layer.channel_axis == 1:
+            try:
+                p = {k: np.asarray(program.params[user.input(k)[0]].array, np.float64)
+                     for k in ("Scale", "Bias", "Mean", "Variance")}
+            except (KeyError, IndexError):
+                break
+            if any(v.shape != (size,) for v in p.values()):
+                break
+            k = p["Scale"] / np.sqrt(p["Variance"] + float(user.attr("epsilon", 1e-5)))
+            a, b = a * k, (b - p["Mean"]) * k + p["Bias"]
+            name = user.output("Y")[0]
+        elif user.type == "elementwise_add" and slot == "X":
+            y = user.input("Y")[0]
+            bax = int(user.attr("axis", -1))
+            ok_axis = bax == layer.channel_axis or (bax == -1 and layer.channel_axis == ndim - 1)
+            if (y not in program.params or not program.is_weight(y) or not ok_axis
+                    or tuple(program.params[y].shape) != (size,)):
+                break
+            b = b + np.asarray(program.params[y].array, np.float64)
+            name = user.output("Out")[0]
+        elif user.type == "relu":
+            layer.relu = True
+            name = user.output("Out")[0]
+        else:
+            break
+        layer.through.append(user.type)
+    if layer.through:
+        layer.affine = (a.astype(np.float32), b.astype(np.float32))
 
 
 # --------------------------------------------------------------------------- dygraph
@@ -194,12 +233,15 @@ def _forward(paddle, layer: Layer, x, w):
     return paddle.matmul(x2, w2).reshape(list(xs[:xd]) + list(ws[yd:]))
 
 
-def _channel_shape(layer: Layer, ndim: int) -> list[int] | None:
-    if layer.channel_weight is None:
-        return None
+def _epilogue_fn(paddle, layer: Layer, ndim: int, to_tensor):
+    """y -> relu(a * y + b) along the output channel axis (identity without an epilogue)."""
+    if layer.affine is None:
+        return lambda y: y
     shape = [1] * ndim
-    shape[1] = layer.channel_weight.size
-    return shape
+    shape[layer.channel_axis] = layer.affine[0].size
+    a, b = (to_tensor(v.reshape(shape)) for v in layer.affine)
+    act = paddle.nn.functional.relu if layer.relu else (lambda t: t)
+    return lambda y: act(y * a + b)
 
 
 # --------------------------------------------------------------------------- main loop
@@ -298,26 +340,22 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
 
     T = lambda a: paddle.to_tensor(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     xs = [T(a) for a in q_in]
-    ys = [T(a) for a in f_out]
     floor_t, step_t = T(floor), T(step)
-    cw = None
-    shape = _channel_shape(layer, ys[0].ndim)
-    if shape is not None:
-        cw = T(layer.channel_weight.reshape(shape))
+    epi = _epilogue_fn(paddle, layer, f_out[0].ndim, T)
+    ys = [epi(T(a)) for a in f_out]
 
     def sq_err(out, y):
-        d = (out - y) ** 2
-        return (d * cw).sum() if cw is not None else d.sum()
+        return ((epi(out) - y) ** 2).sum()
 
     # check that the dygraph layer is the op: float weight on float input gives the target
     probe = _forward(paddle, layer, T(f_in[0]), T(w))
-    ref = ys[0]
+    ref = T(f_out[0])
     rel = float(((probe - ref) ** 2).sum()) / max(float((ref ** 2).sum()), 1e-30)
     if not rel < 1e-6:
         raise ActcError(f"reconstruction: re-running {layer.op.type} for '{layer.output}' in "
                         f"dygraph does not reproduce the program (relative error {rel:.2e}); "
                         "its attributes are not handled")
-    norm = sum(float(sq_err(paddle.zeros_like(y), y)) for y in ys)
+    norm = sum(float((y ** 2).sum()) for y in ys)
     norm = norm / len(ys) if norm > 0 else 1.0
 
     def hard_loss(codes: np.ndarray) -> float:
