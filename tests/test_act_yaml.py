@@ -574,8 +574,3 @@ def test_schema_table_is_complete():
     for s in ("Global", "TrainDataset", "EvalDataset", "EvalReader", "TrainReader", "Metric",
               "PostProcess"):
         assert s in schema.IGNORED_SECTIONS
-
-
-def test_no_paddle_import():
-    import sys
-    assert "paddle" not in sys.modules

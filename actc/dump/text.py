@@ -57,45 +57,45 @@ def _scalar_str(v) -> str:
     return str(v)
 
 
+def _list(fmt, sep=","):
+    return lambda v: "[" + sep.join(fmt(x) for x in v) + "]"
+
+
+def _bool(v) -> str:
+    return "true" if v else "false"
+
+
+# AttrType -> formatter of the attr's Python value (a dict: protobuf enum lookups are slow).
+_FORMAT = {
+    A.FLOAT: float_str,
+    A.FLOAT64: lambda v: float_str(v, False),
+    A.STRING: _q,
+    A.BOOLEAN: _bool,
+    A.INTS: _list(str),
+    A.LONGS: _list(str),
+    A.FLOATS: _list(float_str),
+    A.FLOAT64S: _list(lambda x: float_str(x, False)),
+    A.STRINGS: _list(_q, ", "),
+    A.BOOLEANS: _list(_bool),
+    A.BLOCK: lambda v: f"^block{v}",
+    A.BLOCKS: _list(lambda x: f"^block{x}"),
+    A.VAR: lambda v: f"%{v}",
+    A.VARS: _list(lambda x: f"%{x}", ", "),
+    A.SCALAR: _scalar_str,
+    A.SCALARS: _list(_scalar_str),
+}
+_INT_TYPES = frozenset({A.INT, A.LONG})
+
+
 def attr_str(attr: fpb.OpDesc.Attr) -> str:
     """One attr value as dump text."""
-    t = attr.type
     v = attr_value(attr)
-    if t in (A.INT, A.LONG):
+    if attr.type in _INT_TYPES:
         if attr.name in DTYPE_ATTRS and v in VARTYPE_DTYPES:
             return short_dtype(dtype_name(v))
         return str(v)
-    if t == A.FLOAT:
-        return float_str(v)
-    if t == A.FLOAT64:
-        return float_str(v, False)
-    if t == A.STRING:
-        return _q(v)
-    if t == A.BOOLEAN:
-        return "true" if v else "false"
-    if t in (A.INTS, A.LONGS):
-        return "[" + ",".join(str(x) for x in v) + "]"
-    if t == A.FLOATS:
-        return "[" + ",".join(float_str(x) for x in v) + "]"
-    if t == A.FLOAT64S:
-        return "[" + ",".join(float_str(x, False) for x in v) + "]"
-    if t == A.STRINGS:
-        return "[" + ", ".join(_q(x) for x in v) + "]"
-    if t == A.BOOLEANS:
-        return "[" + ",".join("true" if x else "false" for x in v) + "]"
-    if t == A.BLOCK:
-        return f"^block{v}"
-    if t == A.BLOCKS:
-        return "[" + ",".join(f"^block{x}" for x in v) + "]"
-    if t == A.VAR:
-        return f"%{v}"
-    if t == A.VARS:
-        return "[" + ", ".join(f"%{x}" for x in v) + "]"
-    if t == A.SCALAR:
-        return _scalar_str(v)
-    if t == A.SCALARS:
-        return "[" + ",".join(_scalar_str(x) for x in v) + "]"
-    return repr(v)
+    fmt = _FORMAT.get(attr.type)
+    return fmt(v) if fmt is not None else repr(v)
 
 
 def _ordered(slots, primary) -> list:
