@@ -11,9 +11,10 @@ al. 2020, "Up or Down? Adaptive Rounding for Post-Training Quantization"):
   the soft-quantized layer on the input the quantized model feeds it, plus
   ``lambda * mean(1 - |2h - 1|^beta)`` which pushes every h to 0 or 1; beta anneals from
   20 to 2 after a 20% warm-up without the regulariser (lambda = 0.01);
-* conv outputs that feed a batch_norm are compared per channel with that channel's
-  ``(gamma / sqrt(var + eps))^2`` as weight, i.e. the error is measured after the
-  normalisation the deployed model applies (the program keeps BN unfolded);
+* the error is measured after the ops that directly follow the layer when they are
+  per-channel affine (inference batch_norm, bias elementwise_add) and/or a relu, i.e. on
+  what the next layer sees (the program keeps BN unfolded; AdaRound's "asymmetric
+  reconstruction through the activation");
 * at the end the hard rounding (h >= 0.5) is compared with round-to-nearest on the cached
   data and the better one is kept, so a layer never gets worse than plain PTQ on the data.
 
@@ -33,7 +34,6 @@ op between the region boundaries in dygraph and is rejected with an error.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -257,8 +257,6 @@ def reconstruct(program: Program, quantizers: list[Quantizer], dataset, *, batch
     from actc.runtime.paddle_env import import_paddle, set_forward_only
 
     start = time.perf_counter()
-    import os  # EXPERIMENT
-    reg_lambda = float(os.environ.get("RC_LAMBDA", reg_lambda))  # EXPERIMENT
     paddle = import_paddle()
     fprog = float_program(program)
     layers, skipped = find_layers(program, fprog, quantizers)
