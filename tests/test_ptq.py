@@ -7,7 +7,6 @@ comments), so a regression in calibration or convert shows up as a failure.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +200,26 @@ def test_predictor_matches_actc_eval(w8a8, test_set, example_dir):
     np.testing.assert_allclose(predicted, actc_out, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(labels, test_set[1])
     assert accuracy(actc_out, labels) >= W8A8_FLOOR
+
+
+def test_actc_eval_cli_matches_predictor(w8a8, test_set, example_dir, float_logits, capsys):
+    """`actc eval OUT --reference FP32` reports the accuracy and SNR that Paddle Inference
+    gives for the same files."""
+    import re
+
+    from actc.cli.main import main
+
+    out, _ = w8a8
+    code = main(["eval", str(out), "--data", str(example_dir / "test.npz"),
+                 "--reference", str(example_dir), "--device", "cpu"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "samples: 360" in text
+    acc = float(re.search(r"top-1 accuracy: (\d+\.\d+)%", text)[1])
+    snr_db = float(re.search(r"SNR (-?\d+\.\d+) dB", text)[1])
+    predicted = paddle_predictor(out, test_set[0])
+    assert acc == pytest.approx(accuracy(predicted, test_set[1]) * 100, abs=0.006)
+    assert snr_db == pytest.approx(snr(float_logits, predicted), abs=0.02)
 
 
 # ------------------------------------------------------------------ low bits

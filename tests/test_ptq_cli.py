@@ -146,6 +146,15 @@ def test_missing_data_file(tmp_path):
                           "no such data file or directory")
 
 
+def test_bad_eval_data_fails_before_writing(tmp_path, capsys):
+    """--eval-data is checked up front (it used to fail after the model was written)."""
+    out = tmp_path / "out"
+    code, stdout, err = run_main(capsys, "compile", "example", "--recipe", "ptq", "-o", out,
+                                 "--eval-data", tmp_path / "missing.npz")
+    assert_one_line_error(code, stdout, err, out, "missing.npz", "no such data file")
+    assert not out.exists()
+
+
 def test_no_calibration_data(tmp_path, capsys, example_dir):
     model = tmp_path / "model"
     model.mkdir()
@@ -168,11 +177,18 @@ def assert_recipe_error(code, err, out: Path, *needles):
     assert not out.exists()
 
 
-def test_weight_bits_out_of_range(tmp_path, capsys):
+@pytest.mark.parametrize("setting, needle", [
+    ("weight_bits=9", "'weight_bits' must be in 1..8, got 9"),
+    ("activation_bits=0", "'activation_bits' must be in 1..8, got 0"),
+    ("algo=foo", "'algo': foo is not one of KL, hist"),
+    ("hist_percent=1.5", "'hist_percent' must be in 0.0..1.0, got 1.5"),
+    ("weight_algo=l2", "'weight_algo': l2 is not one of abs_max, mse"),
+])
+def test_bad_setting(tmp_path, capsys, setting, needle):
     out = tmp_path / "out"
     code, _, err = run_main(capsys, "compile", "example", "--recipe", "ptq", "-o", out,
-                            "--set", "weight_bits=9")
-    assert_recipe_error(code, err, out, "'weight_bits' must be in 1..8, got 9")
+                            "--set", setting)
+    assert_recipe_error(code, err, out, needle)
 
 
 def test_unknown_recipe_parameter(tmp_path, capsys):
@@ -235,7 +251,9 @@ def test_ctrl_c(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "actc", "compile", "example", "--recipe", "ptq", "-o", str(out),
          "--data", "slow_data:batches", "--set", "batch_nums=null"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell that starts the suite in the background makes children ignore SIGINT.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():

@@ -96,6 +96,10 @@ def run(args) -> int:
                 raise ActcError(e.message, path=step.path, line=step.pos.line,
                                 col=step.pos.col) from None
     original = program.clone() if results_may_change(compiled) else None
+    if original is not None and args.eval_data and not args.no_eval:
+        from actc.data import open_dataset
+
+        open_dataset(args.eval_data, program)  # a bad --eval-data fails before anything is written
     results = run_pipeline(compiled, ctx, opts)
     written = save_model(ctx.program, args.output, source=files)
     if not args.quiet:
