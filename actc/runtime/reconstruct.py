@@ -38,10 +38,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from actc.errors import ActcError
 from actc.ir.program import Op, Program
+from actc.progress import progress as progress_bar
 from actc.quant.quantizers import Quantizer
 from actc.quant.reference import dequantize, qmax, quantize, quantize_weight_int8
 
@@ -271,8 +271,7 @@ def reconstruct(program: Program, quantizers: list[Quantizer], dataset, *, batch
     float_runner = Runner(fprog, device)
     quant_runner = Runner(program, device) if simulate_activation_quant else None
     place = float_runner.place
-    bar = tqdm(total=len(layers), desc="reconstruct", unit="layer", leave=False,
-               disable=not progress)
+    bar = progress_bar(total=len(layers), desc="reconstruct", unit="layer", enabled=progress)
     try:
         for layer in layers:
             set_forward_only(True)
@@ -369,8 +368,8 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
     total = max(1, epochs * len(xs))
     warm = int(WARMUP * total)
     it = 0
-    with tqdm(total=total, desc=f"reconstruct {layer.output}", unit="it", leave=False,
-              disable=not progress) as bar:
+    with progress_bar(total=total, desc=f"reconstruct {layer.output}", unit="it",
+                      enabled=progress) as bar:
         for _ in range(epochs):
             for x, y in zip(xs, ys):
                 h = paddle.clip(paddle.nn.functional.sigmoid(V) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
