@@ -16,10 +16,10 @@ Differences from PaddleSlim (deliberate, documented):
     with outliers folded into the last bin, Q = qmax merged bins expanded over
     non-empty bins), computed in closed form with cumulative sums; the
     threshold is the upper edge ``i*w`` of the kept range (Paddle reports
-    ``(i+0.5)*w``).  Candidates start, as in TensorRT, at
-    ``max(qmax, min_bins=128)`` bins; Paddle starts at half the histogram
-    (``start=0.5`` reproduces that), which cannot cut below abs_max/2 and so
-    ignores outliers above the body of the distribution.
+    ``(i+0.5)*w``).  Candidates start, as in Paddle, at half the histogram
+    (``start=0.5``): on the example CNN the TensorRT-style search from
+    ``max(qmax, min_bins=128)`` bins (``start=0``) cut post-ReLU tensors too
+    hard (W8A8 97.50% / 12.2 dB against 98.61% / 20.5 dB with 0.5).
   * ``mse``/``emd``: Paddle evaluates 36 ratios (0.30..1.00 of the batch
     abs-max) on raw batches and keeps the threshold of the single best batch.
     Here the expected error over ALL data is integrated exactly from the
@@ -192,7 +192,7 @@ def kl_divergences(hist: np.ndarray, bits: int, candidates: np.ndarray) -> np.nd
     return np.where(valid, kl, np.inf)
 
 
-@_register("KL", uses_bits=True, start=0.0, min_bins=128)
+@_register("KL", uses_bits=True, start=0.5, min_bins=128)
 def _kl(stats, bits, start, min_bins):
     """Entropy calibration: the cut minimising KL(P||Q) over candidate cuts."""
     h, w = stats.histogram()
