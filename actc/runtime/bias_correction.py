@@ -114,7 +114,7 @@ def correct_biases(program: Program, quantizers, dataset, *, batch_size, batch_n
     count = min(batch_nums or max_batches, max_batches)
     batches = list(dataset.batches(batch_size, count))
     names = [out for _, out, _ in layers]
-    float_runner = Runner(float_program(program), device)
+    float_runner = Runner(float_program(program), device, private=True)
     f_means = {n: 0.0 for n in names}
     for batch in batches:
         for n, y in zip(names, float_runner.run(batch.feed, names)):

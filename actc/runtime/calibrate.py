@@ -37,7 +37,7 @@ def collect_stats(program: Program, quantizers: list[Quantizer], dataset: Datase
     if not names:
         return stats, snapshots, 0, 0.0
     set_forward_only(True)
-    runner = Runner(float_program(program), device)
+    runner = Runner(float_program(program), device, private=True)
     start = time.perf_counter()
     seen = 0
     total = dataset.num_batches(batch_size, batch_nums)

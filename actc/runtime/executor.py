@@ -8,21 +8,24 @@ from actc.runtime.paddle_env import import_paddle, resolve_place
 
 
 def strip_feed_fetch(program: Program) -> Program:
-    """A copy without feed/fetch ops: the executor adds its own for whatever we fetch."""
-    copy = program.clone()
-    for op in copy.ops(("feed", "fetch")):
-        copy.remove_op(op, drop_dead_vars=False)
-    return copy
+    """Remove feed/fetch ops in place: the executor adds its own for whatever we fetch."""
+    for op in program.ops(("feed", "fetch")):
+        program.remove_op(op, drop_dead_vars=False)
+    return program
 
 
 class Runner:
-    """One Paddle program + scope built from an IR program, run batch by batch."""
+    """One Paddle program + scope built from an IR program, run batch by batch.
 
-    def __init__(self, program: Program, device: str | None = None):
+    ``private=True`` hands over a program nobody else uses (e.g. a fresh float copy), which
+    saves a copy.
+    """
+
+    def __init__(self, program: Program, device: str | None = None, *, private: bool = False):
         paddle = import_paddle()
         self.feeds = program.feed_names()
         self.fetches = program.fetch_names()
-        runnable = strip_feed_fetch(program)
+        runnable = strip_feed_fetch(program if private else program.clone())
         self.place = resolve_place(device)
         self.program = paddle.static.Program.parse_from_string(runnable.to_bytes())
         self.scope = paddle.static.Scope()

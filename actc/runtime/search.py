@@ -90,21 +90,18 @@ def _as_range(value, name: str, cast):
     return lo, hi
 
 
-def sample_trials(args: dict, base: ScaleChoice | None, max_batches: int | None) -> list[Trial]:
+def sample_trials(args: dict, max_batches: int | None) -> list[Trial]:
     """The trial list, fixed by the seed; duplicates are dropped."""
-    rng = np.random.default_rng(int(args.get("seed", 0)))
-    algos = [str(a) for a in _as_list(args.get("ptq_algo", ["KL", "hist", "avg", "mse"]),
-                                      "ptq_algo")]
-    biases = [bool(b) for b in _as_list(args.get("bias_correction", [True, False]),
-                                        "bias_correction")]
-    weight_algos = [str(w) for w in _as_list(args.get("weight_algo", ["abs_max"]),
-                                             "weight_algo")]
-    hp_lo, hp_hi = _as_range(args.get("hist_percent", (0.98, 0.999)), "hist_percent", float)
-    bn_lo, bn_hi = _as_range(args.get("batch_num", (10, 30)), "batch_num", int)
+    rng = np.random.default_rng(int(args["seed"]))
+    algos = [str(a) for a in _as_list(args["ptq_algo"], "ptq_algo")]
+    biases = [bool(b) for b in _as_list(args["bias_correction"], "bias_correction")]
+    weight_algos = [str(w) for w in _as_list(args["weight_algo"], "weight_algo")]
+    hp_lo, hp_hi = _as_range(args["hist_percent"], "hist_percent", float)
+    bn_lo, bn_hi = _as_range(args["batch_num"], "batch_num", int)
     if max_batches is not None:
         bn_hi = min(bn_hi, max_batches)
         bn_lo = min(bn_lo, bn_hi)
-    budget = int(args.get("max_trials", 20))
+    budget = int(args["max_trials"])
     if budget < 1:
         raise ActcError("search: max_trials must be at least 1")
     trials: list[Trial] = []
@@ -127,12 +124,12 @@ def sample_trials(args: dict, base: ScaleChoice | None, max_batches: int | None)
     return trials
 
 
-def run_search(program, quantizers, dataset, args: dict, *, base: ScaleChoice | None = None,
+def run_search(program, quantizers, dataset, args: dict, *,
                device: str | None = None) -> SearchResult:
-    batch_size = int(args.get("batch_size", 32))
-    eval_batches = int(args.get("eval_batches", 4))
+    batch_size = int(args["batch_size"])
+    eval_batches = int(args["eval_batches"])
     available = dataset.num_batches(batch_size, None)
-    trials = sample_trials(args, base, available)
+    trials = sample_trials(args, available)
     result = SearchResult(trials=trials)
     counts = sorted({t.batch_num for t in trials})
     stats, snaps, seen, secs = collect_stats(program, quantizers, dataset,
@@ -141,7 +138,7 @@ def run_search(program, quantizers, dataset, args: dict, *, base: ScaleChoice | 
     result.collect_seconds = secs
     held_out = list(dataset.batches(batch_size, eval_batches))
     set_forward_only(True)
-    ref_runner = Runner(float_program(program), device)
+    ref_runner = Runner(float_program(program), device, private=True)
     refs = [ref_runner.run(b.feed) for b in held_out]
     runner = Runner(program, device)
     originals = original_weights(program, quantizers)
@@ -165,9 +162,9 @@ def run_search(program, quantizers, dataset, args: dict, *, base: ScaleChoice | 
                 if target is None:
                     continue
                 name, sign = target
-                base = np.asarray(program.params[name].array, np.float32)
-                restore[name] = base
-                runner.set_param(name, base + sign * shifts[out])
+                original = np.asarray(program.params[name].array, np.float32)
+                restore[name] = original
+                runner.set_param(name, original + sign * shifts[out])
         outs = [runner.run(b.feed) for b in held_out]
         for name, value in restore.items():
             runner.set_param(name, value)

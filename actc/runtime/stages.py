@@ -47,24 +47,24 @@ def _quantizers(ctx, step: str):
 
 
 def _choice(args: dict) -> ScaleChoice:
-    params = {"hist_percent": args.get("hist_percent", 0.999)}
-    return ScaleChoice(algo=str(args.get("algo", "hist")), params=params,
-                       weight_algo=str(args.get("weight_algo", "abs_max")),
-                       bias_correction=bool(args.get("bias_correction", False)))
+    params = {"hist_percent": args["hist_percent"]}
+    return ScaleChoice(algo=str(args["algo"]), params=params,
+                       weight_algo=str(args["weight_algo"]),
+                       bias_correction=bool(args["bias_correction"]))
 
 
 def calibrate(ctx, args: dict) -> None:
     from actc.runtime.calibrate import collect_stats
 
-    if args.get("recon_level") is not None and str(args["recon_level"]) != "layer_wise":
+    if args["recon_level"] is not None and str(args["recon_level"]) != "layer_wise":
         raise ActcError(f"calibrate: recon_level {args['recon_level']} is not implemented "
                         "(reconstructing several layers jointly); use recon_level: layer_wise")
     quantizers = _quantizers(ctx, "calibrate")
     if any(q.quant_op is None for q in quantizers if q.is_weight):
         raise ActcError("calibrate: the weights are already converted to int8")
     dataset = calibration_data(ctx, "calibrate")
-    batch_size = int(args.get("batch_size", 32))
-    batch_nums = args.get("batch_nums")
+    batch_size = int(args["batch_size"])
+    batch_nums = args["batch_nums"]
     stats, _, seen, secs = collect_stats(ctx.program, quantizers, dataset,
                                          batch_size=batch_size, batch_nums=batch_nums,
                                          device=getattr(ctx, "device", None))
@@ -83,15 +83,14 @@ def calibrate(ctx, args: dict) -> None:
 
 def _reconstruct(ctx, quantizers, dataset, args, batch_size) -> None:
     """recon_level: layer_wise: learn each weight's rounding (actc.runtime.reconstruct)."""
-    if args.get("recon_level") is None:
+    if args["recon_level"] is None:
         return
     from actc.runtime.reconstruct import reconstruct
 
     report = reconstruct(ctx.program, quantizers, dataset, batch_size=batch_size,
-                         recon_batches=int(args.get("recon_batches", 10)),
-                         epochs=int(args.get("epochs", 20)), lr=float(args.get("lr", 0.1)),
-                         simulate_activation_quant=bool(args.get("simulate_activation_quant",
-                                                                 False)),
+                         recon_batches=int(args["recon_batches"]),
+                         epochs=int(args["epochs"]), lr=float(args["lr"]),
+                         simulate_activation_quant=bool(args["simulate_activation_quant"]),
                          device=getattr(ctx, "device", None))
     _note(ctx, f"reconstruction (layer_wise): {report.summary()}")
 
@@ -109,7 +108,7 @@ def _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums) -
 
 def convert(ctx, args: dict) -> None:
     quantizers = _quantizers(ctx, "convert")
-    fmt = args.get("format")
+    fmt = args["format"]
     formats = {q.format for q in quantizers}
     if fmt is not None and str(fmt) not in formats:
         raise ActcError(f"convert(format: {fmt}): the program's quantizers are "
@@ -125,7 +124,7 @@ def search(ctx, args: dict) -> None:
     from actc.runtime.search import run_search
 
     quantizers = _quantizers(ctx, "search")
-    types = [str(t) for t in args.get("weight_quantize_type") or []]
+    types = [str(t) for t in args["weight_quantize_type"] or []]
     current = {"channel_wise_abs_max" if q.axis >= 0 else "abs_max"
                for q in quantizers if q.is_weight}
     if any(t not in current for t in types):
@@ -134,10 +133,9 @@ def search(ctx, args: dict) -> None:
                         "fixed by the quantize step, set it there")
     dataset = calibration_data(ctx, "search")
     result = run_search(ctx.program, quantizers, dataset, args,
-                        base=ctx.state.get("calibration", {}).get("choice"),
                         device=getattr(ctx, "device", None))
     print(result.table())
     _note(ctx, f"search: best of {len(result.trials)} trials: {result.best.describe()}")
     ctx.state["calibration"] = {"choice": result.best.choice, "batches": result.best.batch_num}
     _bias_correction(ctx, quantizers, dataset, result.best.choice,
-                     int(args.get("batch_size", 32)), result.best.batch_num)
+                     int(args["batch_size"]), result.best.batch_num)
