@@ -34,3 +34,12 @@ def example_dir() -> Path:
     from actc.example import EXAMPLE_DIR
 
     return Path(EXAMPLE_DIR)
+
+
+@pytest.fixture(scope="session")
+def test_set(example_dir):
+    """The example's held-out images and labels."""
+    import numpy as np
+
+    with np.load(example_dir / "test.npz") as z:
+        return z["image"], z["label"]

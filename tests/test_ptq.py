@@ -85,12 +85,6 @@ def snr(ref: np.ndarray, out: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def test_set(example_dir):
-    with np.load(example_dir / "test.npz") as z:
-        return z["image"], z["label"]
-
-
-@pytest.fixture(scope="module")
 def float_logits(example_dir, test_set):
     return paddle_static(example_dir, test_set[0])
 

@@ -56,12 +56,6 @@ def run_recipe(example_dir, *, recon: bool | str, convert: bool):
 
 
 @pytest.fixture(scope="module")
-def test_set(example_dir):
-    with np.load(example_dir / "test.npz") as z:
-        return z["image"], z["label"]
-
-
-@pytest.fixture(scope="module")
 def float_logits(example_dir, test_set):
     program, _ = load_model(example_dir)
     return Runner(program, "cpu").run({"image": test_set[0]})[0]

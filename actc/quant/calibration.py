@@ -66,17 +66,23 @@ class Algo:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     uses_bits: bool = False
     doc: str = ""
+    uses_histogram: bool = True   # False: per-batch maxima suffice (no histogram to collect)
 
 
 ALGOS: dict[str, Algo] = {}
 
 
-def _register(name: str, uses_bits: bool = False, **defaults):
+def _register(name: str, uses_bits: bool = False, uses_histogram: bool = True, **defaults):
     def deco(fn):
         ALGOS[name] = Algo(name, fn, dict(defaults), uses_bits,
-                           (fn.__doc__ or "").strip().splitlines()[0])
+                           (fn.__doc__ or "").strip().splitlines()[0], uses_histogram)
         return fn
     return deco
+
+
+def needs_histogram(algos) -> bool:
+    """Whether any of these algos reads the histogram (else collecting it is wasted work)."""
+    return any(_lookup(str(a)).uses_histogram for a in algos)
 
 
 def algo_names() -> list[str]:
@@ -104,6 +110,8 @@ def threshold(stats: ActivationStats, algo: str, bits: int = 8, **params) -> flo
                         f"got unknown {sorted(unknown)}")
     if stats.empty:
         raise ValueError(f"no data collected; cannot calibrate with {a.name!r}")
+    if a.uses_histogram and not stats.histogram_enabled:
+        raise ValueError(f"{a.name!r} needs the histogram, which was not collected")
     if int(bits) < 2:
         raise ValueError("calibration needs bits >= 2 (1-bit symmetric quantisation has no levels)")
     kw = {**a.defaults, **params}
@@ -115,19 +123,19 @@ def threshold(stats: ActivationStats, algo: str, bits: int = 8, **params) -> flo
 
 
 # ---------------------------------------------------------------- simple ones
-@_register("abs_max")
+@_register("abs_max", uses_histogram=False)
 def _abs_max(stats, bits):
     """Largest |x| over all batches."""
     return stats.abs_max
 
 
-@_register("min_max")
+@_register("min_max", uses_histogram=False)
 def _min_max(stats, bits):
     """Symmetric threshold max(-min, max) (= abs-max)."""
     return max(-stats.min, stats.max)
 
 
-@_register("avg", per_sample=True)
+@_register("avg", uses_histogram=False, per_sample=True)
 def _avg(stats, bits, per_sample):
     """Mean over batches of the (per-sample mean) abs-max; robust to rare spikes."""
     vals = stats.batch_sample_absmax_mean if per_sample else stats.batch_absmax

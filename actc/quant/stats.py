@@ -45,7 +45,9 @@ class ActivationStats:
       count: finite elements seen; nonfinite: NaN/inf elements skipped.
     """
 
-    def __init__(self, bins: int = DEFAULT_BINS, range_hint: float | None = None):
+    def __init__(self, bins: int = DEFAULT_BINS, range_hint: float | None = None,
+                 histogram: bool = True):
+        self.histogram_enabled = histogram   # off: maxima only (abs_max/min_max/avg)
         bins = int(bins)
         if bins < 2:
             raise ValueError(f"need at least 2 histogram bins, got {bins}")
@@ -92,6 +94,8 @@ class ActivationStats:
         self.min = min(self.min, float(x.min()))
         self.max = max(self.max, float(x.max()))
         self.count += int(flat.size)
+        if not self.histogram_enabled:
+            return
 
         if bmax == 0.0:
             if self.hist_range == 0.0:

@@ -28,11 +28,12 @@ def activation_tensors(quantizers: list[Quantizer]) -> list[str]:
 
 def collect_stats(program: Program, quantizers: list[Quantizer], dataset: Dataset, *,
                   batch_size: int, batch_nums: int | None, device: str | None,
-                  snapshots_at: tuple[int, ...] = ()):
+                  snapshots_at: tuple[int, ...] = (), histogram: bool = True):
     """One pass over the data. Returns (stats, snapshots, batches_seen, seconds) where
-    snapshots[k] is a copy of the stats after k batches (for search trials)."""
+    snapshots[k] is a copy of the stats after k batches (for search trials). Without
+    ``histogram`` only per-batch maxima are kept (enough for abs_max, min_max, avg)."""
     names = activation_tensors(quantizers)
-    stats = {n: ActivationStats() for n in names}
+    stats = {n: ActivationStats(histogram=histogram) for n in names}
     snapshots: dict[int, dict[str, ActivationStats]] = {}
     if not names:
         return stats, snapshots, 0, 0.0

@@ -14,6 +14,7 @@ import numpy as np
 from actc.progress import progress
 
 from actc.errors import ActcError
+from actc.quant.calibration import needs_histogram
 from actc.quant.ptq import ScaleChoice, apply_scales, original_weights
 from actc.runtime.bias_correction import corrected_layers, measure_shift, param_target
 from actc.runtime.calibrate import collect_stats, float_program
@@ -134,7 +135,9 @@ def run_search(program, quantizers, dataset, args: dict, *,
     counts = sorted({t.batch_num for t in trials})
     stats, snaps, seen, secs = collect_stats(program, quantizers, dataset,
                                              batch_size=batch_size, batch_nums=counts[-1],
-                                             device=device, snapshots_at=tuple(counts))
+                                             device=device, snapshots_at=tuple(counts),
+                                             histogram=needs_histogram(
+                                                 t.choice.algo for t in trials))
     result.collect_seconds = secs
     held_out = list(dataset.batches(batch_size, eval_batches))
     set_forward_only(True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from actc.data import open_dataset
 from actc.errors import ActcError
+from actc.quant.calibration import needs_histogram
 from actc.quant.ptq import ScaleChoice, apply_scales, freeze_fake, freeze_onnx, original_weights
 from actc.quant.quantizers import find_quantizers
 
@@ -65,10 +66,11 @@ def calibrate(ctx, args: dict) -> None:
     dataset = calibration_data(ctx, "calibrate")
     batch_size = int(args["batch_size"])
     batch_nums = args["batch_nums"]
+    choice = _choice(args)
     stats, _, seen, secs = collect_stats(ctx.program, quantizers, dataset,
                                          batch_size=batch_size, batch_nums=batch_nums,
-                                         device=getattr(ctx, "device", None))
-    choice = _choice(args)
+                                         device=getattr(ctx, "device", None),
+                                         histogram=needs_histogram([choice.algo]))
     originals = original_weights(ctx.program, quantizers)
     apply_scales(ctx.program, quantizers, stats, choice, originals)
     _reconstruct(ctx, quantizers, dataset, args, batch_size)
