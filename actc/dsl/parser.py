@@ -19,9 +19,11 @@ from actc.errors import ActcError
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
+    # cache=True: Lark stores the built LALR tables in the temp dir keyed by the grammar's
+    # hash, so each CLI run skips ~0.4-1.5 s of table construction.
     text = data_dir("actc.grammar").joinpath("actc.lark").read_text(encoding="utf-8")
     return Lark(text, parser="lalr", lexer="contextual", propagate_positions=True,
-                maybe_placeholders=True)
+                maybe_placeholders=True, cache=True)
 
 
 def caret(source: str, line: int | None, col: int | None) -> str | None:
