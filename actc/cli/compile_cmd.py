@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="K=V",
                    help="override a recipe parameter (repeatable)")
     p.add_argument("--data", help="calibration/training data (.npz, a directory, or module:function)")
-    p.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N (runtime stages)")
+    p.add_argument("--device", default="auto",
+                   help="auto (GPU when Paddle has CUDA and sees one, else CPU), cpu, gpu, gpu:N")
     p.add_argument("--no-verify", action="store_true", help="skip the IR verifier between steps")
     p.add_argument("--print-ir-before", action="append", default=[], metavar="STEP|all")
     p.add_argument("--print-ir-after", action="append", default=[], metavar="STEP|all")
@@ -46,9 +47,9 @@ def parse_sets(items: list[str]) -> dict[str, str]:
 
 def check_device(device: str) -> str:
     d = device.strip().lower()
-    if d in ("cpu", "gpu") or (d.startswith("gpu:") and d[4:].isdigit()):
+    if d in ("auto", "cpu", "gpu") or (d.startswith("gpu:") and d[4:].isdigit()):
         return d
-    raise ActcError(f"--device must be cpu, gpu or gpu:N, not '{device}'")
+    raise ActcError(f"--device must be auto, cpu, gpu or gpu:N, not '{device}'")
 
 
 def recipe_from_config(path: str) -> tuple[str, str, list]:
@@ -72,6 +73,8 @@ def run(args) -> int:
     program, files = load_from_args(args)
     if args.config:
         text, where, notes = recipe_from_config(args.config)
+        for note in notes:  # ignored sections, renamed keys, what ACT would have done
+            print(str(note), file=sys.stderr)
         compiled = compile_source(text, where, recipe_name=args.recipe_name, overrides=sets,
                                   program=program, strict_selectors=False)
     else:

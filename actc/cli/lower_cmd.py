@@ -19,5 +19,5 @@ def run(args) -> int:
         compile_source(text, where)
     sys.stdout.write(text)
     for n in notes:
-        print(f"note: {n}", file=sys.stderr)
+        print(n, file=sys.stderr)
     return 0
