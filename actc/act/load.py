@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from actc.dsl.values import type_name
 from actc.errors import ActcError, did_you_mean
 
 from . import schema
@@ -79,24 +80,6 @@ _FLOATISH = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _TRAILING_COMMA = re.compile(r"^(\s*[^\s#][^#]*?:\s*[\[{].*[\]}])(\s*),(\s*(#.*)?)$")
 _TYPE_WORDS = {"int": "an int", "float": "a number", "bool": "a bool (true/false)",
                "str": "a string", "null": "null", "list": "a list", "mapping": "a mapping"}
-
-
-def _type_name(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "list"
-    if isinstance(v, dict):
-        return "mapping"
-    return type(v).__name__
 
 
 def _expected(types) -> str:
@@ -238,7 +221,7 @@ class _Loader:
             if "mapping" in types:
                 return self.check_mapping(key, node, where)
         shown = "" if isinstance(v, (list, dict)) else f" {_show(v)}"
-        raise self.err(node, f"{where}: expected {_expected(types)}, got {_type_name(v)}{shown}")
+        raise self.err(node, f"{where}: expected {_expected(types)}, got {type_name(v)}{shown}")
 
     def in_range(self, key: Key, v, node, where: str):
         if key.range is None:
@@ -377,7 +360,7 @@ class _Loader:
             entries = []
         else:
             raise self.err(vn, f"{written}: expected a mapping of keys, got "
-                               f"{_type_name(self.py(vn))}")
+                               f"{type_name(self.py(vn))}")
         old_prune = written == "Prune"
         keys = dict(sec.keys)
         aliases = {k.alias: k.name for k in keys.values() if k.alias}
