@@ -202,6 +202,7 @@ class Program:
         self.params: dict[str, Tensor] = dict(params or {})
         self._uids = itertools.count()
         self._taken: set[str] = set()
+        self._position_cache: dict[int, int] | None = None
         for i, bdesc in enumerate(desc.blocks):
             skel = fpb.BlockDesc()
             skel.CopyFrom(bdesc)
@@ -271,26 +272,28 @@ class Program:
 
     def consumers(self, name: str, block: int = 0) -> list[tuple[Op, str, int]]:
         """(op, slot, index) for every use of ``name``, including uses in sub-blocks."""
-        node = self._node_of(name, block)
-        if node not in self.graph:
-            return []
-        out = []
-        for _, uid, data in self.graph.out_edges(node, data=True):
-            out.append((self.graph.nodes[uid]["op"], data["slot"], data["index"]))
-        return self._in_program_order(out)
+        return self._uses(name, block, reads=True)
 
     def producers(self, name: str, block: int = 0) -> list[tuple[Op, str, int]]:
+        """(op, slot, index) for every op that writes ``name``."""
+        return self._uses(name, block, reads=False)
+
+    def _uses(self, name: str, block: int, reads: bool) -> list[tuple[Op, str, int]]:
         node = self._node_of(name, block)
         if node not in self.graph:
             return []
-        out = []
-        for uid, _, data in self.graph.in_edges(node, data=True):
-            out.append((self.graph.nodes[uid]["op"], data["slot"], data["index"]))
-        return self._in_program_order(out)
+        edges = self.graph.out_edges(node, data=True) if reads else \
+            self.graph.in_edges(node, data=True)
+        out = [(self.graph.nodes[dst if reads else src]["op"], data["slot"], data["index"])
+               for src, dst, data in edges]
+        pos = self._positions()
+        return sorted(out, key=lambda t: (t[0].block, pos.get(t[0].uid, 0), t[1], t[2]))
 
-    def _in_program_order(self, items):
-        order = {op.uid: i for b in self.blocks for i, op in enumerate(b.ops)}
-        return sorted(items, key=lambda t: (t[0].block, order.get(t[0].uid, 0), t[1], t[2]))
+    def _positions(self) -> dict[int, int]:
+        """uid -> index in its block, rebuilt only after ops are inserted or removed."""
+        if self._position_cache is None:
+            self._position_cache = {op.uid: i for b in self.blocks for i, op in enumerate(b.ops)}
+        return self._position_cache
 
     def is_weight(self, name: str, block: int = 0) -> bool:
         """Persistable data that a model ships (not feed/fetch holders)."""
@@ -420,14 +423,16 @@ class Program:
             ops.insert(self._index(after) + 1, op)
         else:
             ops.append(op)
+        self._position_cache = None
         self._link(op)
         return op
 
     def _index(self, op: Op) -> int:
-        for i, o in enumerate(self.blocks[op.block].ops):
-            if o is op:
-                return i
-        raise IRError(f"{op!r} is not in the program")
+        i = self._positions().get(op.uid)
+        ops = self.blocks[op.block].ops
+        if i is None or i >= len(ops) or ops[i] is not op:
+            raise IRError(f"{op!r} is not in the program")
+        return i
 
     def set_input(self, op: Op, slot: str, index: int, name: str) -> None:
         """Point one argument of one op at another var; other users are untouched."""
@@ -472,6 +477,7 @@ class Program:
         """Delete an op; with ``drop_dead_vars`` also the vars it leaves with no user."""
         names = list(dict.fromkeys(op.input_names + op.output_names))
         self.blocks[op.block].ops.pop(self._index(op))
+        self._position_cache = None
         self.graph.remove_node(op.uid)
         dropped = []
         if drop_dead_vars:
