@@ -52,7 +52,7 @@ def _typed_mapping(m: dict | None) -> dict | None:
     return {k: (EnumName(v) if k == "type" and isinstance(v, str) else v) for k, v in m.items()}
 
 
-def op_types_selector(types) -> Selector:
+def op_types_selector(types) -> SelectorText:
     names = ", ".join(show(EnumName(t)) for t in types)
     return SelectorText(f"op.type in {{{names}}}")
 
@@ -126,7 +126,7 @@ class _Lowerer:
         return self.steps
 
     # -- quantization ---------------------------------------------------------------------------
-    def quant_ops(self, sec: str) -> Selector:
+    def quant_ops(self, sec: str) -> SelectorText:
         q = self.s[sec]
         if q["for_tensorrt"]:
             types = optypes.TENSORRT_OP_TYPES

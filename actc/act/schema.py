@@ -336,12 +336,6 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
 
 SECTION_ALIASES: dict[str, str] = {s.alias: s.name for s in SECTIONS.values() if s.alias}
 
-# Old-format keys the loader rewrites (besides plain aliases), for docs and notes.
-OLD_KEYS = {
-    ("TrainConfig", "optimizer"): "optimizer_builder.optimizer.type",
-    ("TrainConfig", "optim_args"): "optimizer_builder (weight_decay; the rest -> optimizer)",
-}
-
 # Global: not read by ACT; actc reads the model location from it.
 GLOBAL_MODEL_KEYS: dict[str, Key] = _keys(
     K("model_dir", "str", None, "directory of the model to compress"),

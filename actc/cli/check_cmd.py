@@ -2,7 +2,6 @@
 model, also check selectors against it and dry-run the passes (which ops quantize touches)."""
 from __future__ import annotations
 
-from actc.errors import ActcError
 
 
 def add_parser(sub) -> None:

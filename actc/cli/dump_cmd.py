@@ -80,7 +80,8 @@ def _output_path(args, files) -> Path | None:
 
 def run(args) -> int:
     from actc.dump import dot, json_fmt, tables, text
-    from actc.dump.common import OpFilter, write_atomic
+    from actc.dump.common import OpFilter
+    from actc.io.atomic import write_atomic
 
     fmt = args.format
     out_suffix = Path(args.output).suffix.lower() if args.output else ""

@@ -15,15 +15,14 @@ from actc.ir.program import Program
 
 @dataclass
 class PipelineContext:
-    """What every step sees. Stages may replace ``program``; ``state`` is shared between
-    steps (``state['quantize']`` holds the last quantize step's arguments)."""
+    """What every step sees. Stages may replace ``program``; they read what earlier steps did
+    back from the IR itself (e.g. the quantizers), so nothing else needs sharing."""
     program: Program
     source: Any = None  # actc.io.locate.ModelFiles of the input model
     data: str | None = None
     device: str = "cpu"
     out_dir: str | None = None
     params: dict = field(default_factory=dict)
-    state: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -62,8 +61,6 @@ def run_step(step: BoundStep, ctx: PipelineContext) -> PassResult:
     if step.spec.kind == "pass":
         result = RuleRunner(ctx.program, step.spec.passdef, step.args, ctx).run()
         ctx.notes.extend(f"{step.name}: {n}" for n in result.notes)
-        if step.name == "quantize":
-            ctx.state["quantize"] = dict(step.args)
         return result
     fn = step.spec.impl()
     before_ops, before_vars = _snapshot(ctx.program)

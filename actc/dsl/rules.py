@@ -35,11 +35,6 @@ class PassResult:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def changed(self) -> bool:
-        return any((self.ops_added, self.ops_removed, self.rewired, self.vars_added,
-                    self.attrs_set, self.renamed))
-
     def summary(self) -> str:
         parts = []
         for label, n in (("matched", self.matched), ("ops +", self.ops_added),
@@ -49,10 +44,6 @@ class PassResult:
             if n:
                 parts.append(f"{label} {n}")
         return ", ".join(parts) if parts else "no change"
-
-
-class _Stop(Exception):
-    pass
 
 
 class RuleRunner:
@@ -274,7 +265,3 @@ class RuleRunner:
         text = str(self.val(s.message, env))
         if text not in self.result.notes:
             self.result.notes.append(text)
-
-
-def run_pass(program: Program, passdef: A.PassDef, args: dict, ctx=None) -> PassResult:
-    return RuleRunner(program, passdef, args, ctx).run()

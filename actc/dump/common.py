@@ -3,17 +3,12 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
-from actc.errors import ActcError
-from actc.ir.attrs import A
-from actc.ir.program import Block, Op, Program, Var
+from actc.ir.program import Op, Program, Var
 from actc.proto import framework_pb2 as fpb
 
 OpPredicate = Callable[[Op], bool]
@@ -185,31 +180,3 @@ def visible_ops(program: Program, pred: OpPredicate | None) -> set[int] | None:
                 shown.add(owners[b].uid)
                 b = owners[b].block
     return shown
-
-
-def is_block_attr(attr: fpb.OpDesc.Attr) -> bool:
-    return attr.type in (A.BLOCK, A.BLOCKS)
-
-
-def block_label(block: Block) -> str:
-    return f"^block{block.idx}"
-
-
-def write_atomic(out: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``out`` through a temporary beside it; nothing is left on failure."""
-    out = Path(out)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-        tmp = None
-    except OSError as e:
-        raise ActcError(f"cannot write: {e.strerror or e}", path=out) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)

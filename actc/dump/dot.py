@@ -11,8 +11,9 @@ import subprocess
 from pathlib import Path
 
 from actc.dump.common import (OpPredicate, block_owners, name_scope, var_type_str, visible_ops,
-                              weight_type_str, write_atomic)
+                              weight_type_str)
 from actc.errors import ActcError
+from actc.io.atomic import write_atomic
 from actc.ir.program import Program
 
 PLAIN_SLOTS = frozenset({"X", "Input", "Out", "Output", "Y"})

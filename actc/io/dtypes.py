@@ -25,7 +25,6 @@ VARTYPE_DTYPES: dict[int, tuple[str, np.dtype]] = {
     38: ("uint64", np.dtype("<u8")),
 }
 
-NAME_TO_CODE = {name: code for code, (name, _) in VARTYPE_DTYPES.items()}
 def dtype_name(code: int) -> str:
     entry = VARTYPE_DTYPES.get(code)
     return entry[0] if entry else f"vartype{code}"

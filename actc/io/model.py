@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from actc.errors import ActcError
+from actc.io.atomic import write_files
 from actc.io.locate import ModelFiles, locate_model
 from actc.io.params import read_params, write_params
 from actc.ir.program import IRError, Program
@@ -173,23 +173,5 @@ def save_model(program: Program, out_dir: str | Path, *, source: ModelFiles | No
     writes = [(program_path, lambda fh: fh.write(data))]
     if names:
         writes.append((params_path, lambda fh: write_params(fh, program.params, names)))
-    tmps: list[str] = []
-    umask = os.umask(0)  # mkstemp makes 0600 files; give outputs the usual umask mode
-    os.umask(umask)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for target, write in writes:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out_dir)
-            tmps.append(tmp)
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-            os.chmod(tmp, 0o666 & ~umask)
-        for tmp, (target, _) in zip(tmps, writes):
-            os.replace(tmp, target)
-    except OSError as e:
-        raise ActcError(f"cannot write the model: {e.strerror or e}", path=out_dir) from None
-    finally:
-        for tmp in tmps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    write_files(writes, error_path=out_dir, what="the model")
     return ModelFiles(program_path, params_path if names else None)

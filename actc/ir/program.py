@@ -21,7 +21,6 @@ from actc.proto import framework_pb2 as fpb
 VT = fpb.VarType
 DENSE = VT.DENSE_TENSOR
 FEED_FETCH_TYPES = frozenset({VT.FEED_MINIBATCH, VT.FETCH_LIST})
-BLOCK_ATTR_TYPES = frozenset({A.BLOCK, A.BLOCKS})
 
 
 class Var:
@@ -264,9 +263,6 @@ class Program:
         return [op for b in blocks for op in b.ops
                 if (types is None or op.type in types) and (where is None or where(op))]
 
-    def op_by_uid(self, uid: int) -> Op:
-        return self.graph.nodes[uid]["op"]
-
     def _node_of(self, name: str, block: int) -> tuple:
         return var_node(self.resolve(name, block)[0], name)
 
@@ -410,11 +406,7 @@ class Program:
         for key, value in (attrs or {}).items():
             a = desc.attrs.add()
             a.name = key
-            if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int) \
-                    and value[0] in _TYPED_MARK:
-                fill_attr(a, value[1], _TYPED_MARK[value[0]])
-            else:
-                fill_attr(a, value)
+            fill_attr(a, value)
         op = Op(desc, b, next(self._uids))
         ops = self.blocks[b].ops
         if before is not None:
@@ -556,12 +548,3 @@ class Program:
 
     def __repr__(self) -> str:
         return f"Program({len(self.blocks)} blocks, {self.op_count()} ops, {len(self.params)} params)"
-
-
-# new_op(attrs={"x": typed(A.LONG, 5)}) forces an attr type where Python's guess is wrong.
-_TYPED_MARK = {-1000 - t: t for t in A.values()}
-
-
-def typed(attr_type: int, value):
-    """Wrap an attr value with an explicit AttrType for ``Program.new_op``."""
-    return (-1000 - attr_type, value)

@@ -21,8 +21,8 @@ IMPLEMENTED = ("calibrate", "search", "convert")
 
 def calibration_data(ctx, step: str):
     """--data, else a calib.npz shipped beside the model (the embedded example has one)."""
-    source = getattr(ctx, "data", None)
-    if source is None and getattr(ctx, "source", None) is not None:
+    source = ctx.data
+    if source is None and ctx.source is not None:
         candidate = Path(ctx.source.directory) / DEFAULT_CALIB_FILE
         if candidate.is_file():
             source = str(candidate)
@@ -34,9 +34,7 @@ def calibration_data(ctx, step: str):
 
 
 def _note(ctx, text: str) -> None:
-    notes = getattr(ctx, "notes", None)
-    if notes is not None:
-        notes.append(text)
+    ctx.notes.append(text)
 
 
 def _quantizers(ctx, step: str):
@@ -69,7 +67,7 @@ def calibrate(ctx, args: dict) -> None:
     choice = _choice(args)
     stats, _, seen, secs = collect_stats(ctx.program, quantizers, dataset,
                                          batch_size=batch_size, batch_nums=batch_nums,
-                                         device=getattr(ctx, "device", None),
+                                         device=ctx.device,
                                          histogram=needs_histogram([choice.algo]))
     originals = original_weights(ctx.program, quantizers)
     apply_scales(ctx.program, quantizers, stats, choice, originals)
@@ -80,7 +78,6 @@ def calibrate(ctx, args: dict) -> None:
                f"algo={choice.algo}, weights={choice.weight_algo}"
                f"{', bias correction' if choice.bias_correction else ''}; "
                f"{seen} batches x {batch_size} in {secs:.2f} s")
-    ctx.state["calibration"] = {"choice": choice, "batches": seen}
 
 
 def _reconstruct(ctx, quantizers, dataset, args, batch_size) -> None:
@@ -93,7 +90,7 @@ def _reconstruct(ctx, quantizers, dataset, args, batch_size) -> None:
                          recon_batches=int(args["recon_batches"]),
                          epochs=int(args["epochs"]), lr=float(args["lr"]),
                          simulate_activation_quant=bool(args["simulate_activation_quant"]),
-                         device=getattr(ctx, "device", None))
+                         device=ctx.device)
     _note(ctx, f"reconstruction (layer_wise): {report.summary()}")
 
 
@@ -103,7 +100,7 @@ def _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums) -
     from actc.runtime.bias_correction import correct_biases
 
     how = correct_biases(ctx.program, quantizers, dataset, batch_size=batch_size,
-                         batch_nums=batch_nums, device=getattr(ctx, "device", None))
+                         batch_nums=batch_nums, device=ctx.device)
     done = ", ".join(f"{n} into {kind}" for kind, n in how.items())
     _note(ctx, f"bias correction: {done or 'no quantized layer'}")
 
@@ -135,9 +132,8 @@ def search(ctx, args: dict) -> None:
                         "fixed by the quantize step, set it there")
     dataset = calibration_data(ctx, "search")
     result = run_search(ctx.program, quantizers, dataset, args,
-                        device=getattr(ctx, "device", None))
+                        device=ctx.device)
     print(result.table())
     _note(ctx, f"search: best of {len(result.trials)} trials: {result.best.describe()}")
-    ctx.state["calibration"] = {"choice": result.best.choice, "batches": result.best.batch_num}
     _bias_correction(ctx, quantizers, dataset, result.best.choice,
                      int(args["batch_size"]), result.best.batch_num)
