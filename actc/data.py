@@ -172,6 +172,25 @@ class Dataset:
             yield Batch(_conform(arrays, self.feeds), label)
             count += 1
 
+    def epoch_batches(self, batch_size: int, *, seed: int, epoch: int,
+                      skip: int = 0) -> Iterator[Batch]:
+        """One training epoch: samples shuffled by (seed, epoch), so a resumed run sees the
+        same order; ``skip`` drops the first batches (those done before the interruption).
+        Data from a function comes in the order it yields."""
+        if self._arrays is None:
+            for i, batch in enumerate(self.batches(batch_size)):
+                if i >= skip:
+                    yield batch
+            return
+        n = self.num_samples()
+        order = np.random.RandomState((seed * 1000003 + epoch) % (2 ** 32)).permutation(n)
+        for i, lo in enumerate(range(0, n, batch_size)):
+            if i < skip:
+                continue
+            idx = order[lo:lo + batch_size]
+            label = None if self._labels is None else self._labels[idx]
+            yield Batch({k: v[idx] for k, v in self._arrays.items()}, label)
+
     def _factory_items(self):
         """The user function's items; its own exceptions become one-line errors naming it."""
         try:
@@ -236,7 +255,13 @@ def _import_factory(spec: str):
 def feed_specs(program) -> list[FeedSpec]:
     """The program's feeds with declared shape and dtype."""
     specs = []
+    # feeds a training rewrite added (the label, a teacher's own copy of an input) are not
+    # arrays of the data under their own names
+    extra = {op.output("Out")[0] for op in program.ops("feed")
+             if op.has_attr("actc_label") or op.has_attr("actc_teacher")}
     for name in program.feed_names():
+        if name in extra:
+            continue
         var = program.var(name)
         specs.append(FeedSpec(name, var.shape if var else None, var.dtype if var else None))
     return specs

@@ -32,6 +32,8 @@ def add_parser(sub) -> None:
                    help="data to compare the written model with the input on (default: a "
                         "test.npz beside the input model, if any)")
     p.add_argument("--no-eval", action="store_true", help="skip that comparison")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted train step from its checkpoint (OUT.ckpt/)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-step summary")
 
 
@@ -83,7 +85,8 @@ def run(args) -> int:
     for w in compiled.warnings:
         print(f"actc: warning: {w}", file=sys.stderr)
     ctx = PipelineContext(program=program, source=files, data=args.data, device=device,
-                          out_dir=args.output, params=compiled.params)
+                          out_dir=args.output, params=compiled.params,
+                          eval_data=args.eval_data, resume=args.resume)
     opts = Options(verify=not args.no_verify, print_before=set(args.print_ir_before),
                    print_after=set(args.print_ir_after), time_passes=args.time_passes)
     for name in opts.print_before | opts.print_after:
@@ -99,11 +102,15 @@ def run(args) -> int:
                 raise ActcError(e.message, path=step.path, line=step.pos.line,
                                 col=step.pos.col) from None
     original = program.clone() if results_may_change(compiled) else None
-    if original is not None and args.eval_data and not args.no_eval:
+    ctx.original = original
+    if args.resume and not any(s.name == "train" for s in compiled.steps):
+        raise ActcError("--resume: this recipe has no train step")
+    if original is not None and args.eval_data:
         from actc.data import open_dataset
 
         open_dataset(args.eval_data, program)  # a bad --eval-data fails before anything is written
     results = run_pipeline(compiled, ctx, opts)
+    results += strip_training_ops(ctx, opts)
     written = save_model(ctx.program, args.output, source=files)
     if not args.quiet:
         print(f"actc: {len(results)} step(s) from {compiled.path}"
@@ -123,6 +130,25 @@ def run(args) -> int:
 
             print(compare(original, load_model(written.program.parent)[0], data, device))
     return 0
+
+
+def strip_training_ops(ctx, opts) -> list:
+    """A recipe that distilled but did not strip the teacher and losses itself: run the
+    strip_distill pass so the written model holds the student only."""
+    from actc.dsl.pipeline import run_step
+    from actc.dsl.registry import default_registry
+    from actc.ir.dead import dead_ops
+
+    if not any(op.has_attr("actc_teacher") or op.has_attr("actc_loss") or
+               op.has_attr("actc_label") for op in dead_ops(ctx.program)):
+        return []
+    from actc.dsl.compiler import BoundStep
+
+    spec = default_registry().get("strip_distill")
+    result = run_step(BoundStep(spec, {}, spec.pos, spec.path, ""), ctx)
+    ctx.notes.append("strip_distill: teacher and loss ops removed before writing "
+                     "(added automatically)")
+    return [result]
 
 
 def results_may_change(compiled) -> bool:

@@ -154,7 +154,7 @@ class Recipe:
 @dataclass
 class Match:
     var: str
-    kind: str  # "op" or "var"
+    kind: str  # "op", "var" or "program" (the rule runs once)
     where: Any | None
     pos: Pos
 
@@ -222,7 +222,7 @@ class NewVar:
 class Insert:
     bind: str | None
     op_type: Any  # str or Expr
-    position: str  # before / after
+    position: str  # before / after / end (then anchor is None)
     anchor: Any
     inputs: MapLit
     outputs: MapLit
@@ -300,4 +300,13 @@ class Fail:
 @dataclass
 class Note:
     message: Any
+    pos: Pos
+
+
+@dataclass
+class Merge:
+    program: Any   # an expression giving a Program (e.g. teacher_program(...))
+    prefix: Any
+    keep: Any | None
+    share: Any | None
     pos: Pos

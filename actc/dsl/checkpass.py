@@ -10,6 +10,7 @@ from actc.dsl.selectors import _walk
 from actc.errors import did_you_mean
 
 NEW_VAR_ARGS = ("name", "like", "shape", "dtype", "persistable", "data")
+MATCH_KINDS = ("op", "var", "program")
 
 
 def check_pass(d: A.PassDef, params, path: str, source: str) -> None:
@@ -33,6 +34,11 @@ def check_pass(d: A.PassDef, params, path: str, source: str) -> None:
                 fail(f"unknown name '{n.id}'{did_you_mean(n.id, scope | enum_words)}", n.pos)
 
     def target(t, scope):
+        if isinstance(t, A.Name):  # `set x = ...` rebinds a name bound by an enclosing let
+            if t.id not in scope:
+                fail(f"set {t.id}: no such name to rebind (bind it with let first)"
+                     f"{did_you_mean(t.id, scope)}", t.pos)
+            return
         ok = (isinstance(t, A.Attr) and isinstance(t.obj, A.Attr) and t.obj.name == "attr") or \
              (isinstance(t, A.Index) and isinstance(t.obj, A.Attr) and t.obj.name == "attr")
         if not ok:
@@ -91,6 +97,9 @@ def check_pass(d: A.PassDef, params, path: str, source: str) -> None:
                 expr(s.op, scope)
             elif isinstance(s, (A.Fail, A.Note)):
                 expr(s.message, scope)
+            elif isinstance(s, A.Merge):
+                for e in (s.program, s.prefix, s.keep, s.share):
+                    expr(e, scope)
 
     base = {p.name for p in params}
     seen_rules = set()
@@ -98,8 +107,9 @@ def check_pass(d: A.PassDef, params, path: str, source: str) -> None:
         if rule.name in seen_rules:
             fail(f"rule '{rule.name}' is defined twice in pass '{d.name}'", rule.pos)
         seen_rules.add(rule.name)
-        if rule.match.kind not in ("op", "var"):
-            fail(f"match needs 'op' or 'var', not '{rule.match.kind}'", rule.match.pos)
+        if rule.match.kind not in MATCH_KINDS:
+            fail(f"match needs one of {', '.join(MATCH_KINDS)}, not '{rule.match.kind}'"
+                 f"{did_you_mean(rule.match.kind, MATCH_KINDS)}", rule.match.pos)
         scope = base | {rule.match.var}
         expr(rule.match.where, scope)
         block(rule.body, scope)

@@ -311,7 +311,11 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def insert_stmt(self, meta, c):
-        bind, op_type, position, anchor, ins, outs, attrs = c
+        if len(c) == 6:  # insert ... at end
+            bind, op_type, _, ins, outs, attrs = c
+            position, anchor = "end", None
+        else:
+            bind, op_type, position, anchor, ins, outs, attrs = c
         return A.Insert(str(bind) if bind is not None else None, op_type, str(position),
                         anchor, ins, outs, attrs, _pos(meta))
 
@@ -363,6 +367,13 @@ class _ToAst(Transformer):
     @v_args(meta=True)
     def note_stmt(self, meta, c):
         return A.Note(c[0], _pos(meta))
+
+    def at_end(self, c):
+        return "end"
+
+    @v_args(meta=True)
+    def merge_stmt(self, meta, c):
+        return A.Merge(c[0], c[1], c[2], c[3], _pos(meta))
 
     def start(self, c):
         mod = A.Module(self.path, self.source)

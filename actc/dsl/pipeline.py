@@ -24,6 +24,10 @@ class PipelineContext:
     out_dir: str | None = None
     params: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    original: Program | None = None  # the input model as loaded (the default teacher)
+    eval_data: str | None = None     # --eval-data (training evaluates on it)
+    resume: bool = False             # --resume: continue training from its checkpoint
+    cache: dict = field(default_factory=dict)  # loaded teachers etc., shared by steps
 
 
 @dataclass

@@ -296,3 +296,142 @@ def abs_max(ev, var: "str") -> "float":
     if t is None:
         raise ValueError(f"'{var}' has no data")
     return float(np.abs(np.asarray(t.array if hasattr(t, "array") else t)).max())
+
+
+# ------------------------------------------------------------------ distillation and training
+def _ctx_cache(ev) -> dict:
+    ctx = ev.ctx
+    if ctx is None:
+        return {}
+    cache = getattr(ctx, "cache", None)
+    if cache is None:
+        cache = {}
+        try:
+            ctx.cache = cache
+        except AttributeError:
+            pass
+    return cache
+
+
+@primitive
+def teacher_program(ev, path: "str" = None, model_filename: "str" = None,
+                    params_filename: "str" = None) -> "program":
+    """A teacher model: a model directory, or (null) the input model as it was loaded."""
+    from actc.errors import ActcError
+    from actc.io.model import load_model
+
+    key = ("teacher", path, model_filename, params_filename)
+    cache = _ctx_cache(ev)
+    if key in cache:
+        return cache[key]
+    ctx = ev.ctx
+    if path is None:
+        original = getattr(ctx, "original", None)
+        if original is not None:
+            program = original
+        elif getattr(ctx, "source", None) is not None:
+            program = load_model(ctx.source.program, ctx.source.params)[0]
+        else:
+            raise ActcError("distill: no teacher given and the input model is not known; "
+                            "pass teacher: DIR")
+    else:
+        program = load_model(path, model_filename=model_filename,
+                             params_filename=params_filename)[0]
+    cache[key] = program
+    return program
+
+
+@primitive
+def distill_pairs(ev, nodes: "list", teacher: "program", prefix: "str") -> "list":
+    """[[teacher var (unprefixed), student var], ...] from any of ACT's three node spellings
+    (none: ACT's default node); checks names (with did-you-mean) and shapes."""
+    from actc.distill.nodes import resolve_pairs
+    return resolve_pairs(_program(ev), teacher, nodes, prefix)
+
+
+@primitive
+def shared_feeds(ev, teacher: "program") -> "list":
+    """The teacher's feeds, checked to match the student's in name, shape and dtype."""
+    from actc.distill.nodes import shared_feeds as check
+    return check(_program(ev), teacher)
+
+
+@primitive
+def column(ev, rows: "list", index: "int") -> "list":
+    """The index-th entry of every row (e.g. the teacher names of the pairs)."""
+    return [r[int(index)] for r in rows]
+
+
+@primitive
+def indices(ev, items: "list") -> "list":
+    """0, 1, ... len(items) - 1."""
+    return list(range(len(items)))
+
+
+@primitive
+def pick(ev, value: "any", i: "int", n: "int", what: "str" = "value") -> "any":
+    """``value`` itself, or its i-th entry when it is a list of n (one per node pair)."""
+    from actc.distill.nodes import pick as choose
+    return choose(value, int(i), int(n), what)
+
+
+@primitive
+def feeds(ev) -> "list":
+    """The program's feed var names, in column order."""
+    return _program(ev).feed_names()
+
+
+@primitive
+def feed_holder(ev) -> "str":
+    """The var feed ops read from (Paddle's 'feed' list)."""
+    program = _program(ev)
+    op = next((o for o in program.ops("feed")), None)
+    return op.input("X")[0] if op is not None else "feed"
+
+
+@primitive
+def model_output(ev, index: "int" = 0) -> "str":
+    """The index-th fetch target of the program (its outputs)."""
+    names = _program(ev).fetch_names()
+    if not names:
+        raise ValueError("the program has no fetch targets")
+    return names[int(index)]
+
+
+@primitive
+def has_var(ev, name: "str") -> "bool":
+    """Does the program declare a var of this name?"""
+    return _program(ev).var(name) is not None
+
+
+@primitive
+def dead_ops(ev) -> "list":
+    """Ops nothing fetched depends on that write no persistable var of the model
+    (training-only ops: the teacher, losses and the label feed), in program order."""
+    from actc.ir.dead import dead_ops as find
+    return find(_program(ev))
+
+
+@primitive
+def weight_abs_max(ev, var: "str", axis: "int" = -1) -> "array":
+    """Per-channel (axis >= 0) or per-tensor max |w| of a weight, as float32 (> 0)."""
+    from actc.quant.ptq import weight_threshold
+    t = _program(ev).params.get(var)
+    if t is None:
+        raise ValueError(f"'{var}' has no data")
+    return weight_threshold(np.asarray(t.array, dtype=np.float32), 8, int(axis), "abs_max")
+
+
+@primitive
+def param_value(ev, var: "str") -> "array":
+    """The stored data of a persistable var (a copy)."""
+    t = _program(ev).params.get(var)
+    if t is None:
+        raise ValueError(f"'{var}' has no data")
+    return np.array(t.array)
+
+
+@primitive
+def shape_of(ev, value: "array") -> "list":
+    """The shape of an array value."""
+    return list(np.shape(value))

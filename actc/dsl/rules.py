@@ -46,6 +46,23 @@ class PassResult:
         return ", ".join(parts) if parts else "no change"
 
 
+REBOUND = "__rebound__"
+
+
+def _child(env: dict) -> dict:
+    """A nested scope: `let` stays local, `set NAME` flows back out (see _rebind)."""
+    inner = dict(env)
+    inner[REBOUND] = set()
+    return inner
+
+
+def _rebind(env: dict, inner: dict) -> None:
+    for name in inner.get(REBOUND, ()):
+        if name in env:
+            env[name] = inner[name]
+            env.setdefault(REBOUND, set()).add(name)
+
+
 class RuleRunner:
     """Executes one pass definition with bound arguments."""
 
@@ -83,14 +100,16 @@ class RuleRunner:
 
     def run_rule(self, rule: A.Rule) -> None:
         m = rule.match
-        if m.kind == "op":
+        if m.kind == "program":  # whole-program rules run once; the subject is the program
+            candidates = [self.program]
+        elif m.kind == "op":
             candidates = list(self.program.ops(block=None))
         else:
             candidates = [v.name for v in self.program.all_vars()]
         for c in candidates:
             if isinstance(c, Op) and c.uid not in self.program.graph:
                 continue
-            if not isinstance(c, Op) and self.program.var(c) is None:
+            if isinstance(c, str) and self.program.var(c) is None:
                 continue
             env = dict(self.args)
             env[m.var] = c
@@ -156,11 +175,16 @@ class RuleRunner:
 
     def _Insert(self, s: A.Insert, env):
         op_type = s.op_type if isinstance(s.op_type, str) else self.val(s.op_type, env)
-        anchor = self.val(s.anchor, env)
-        if not isinstance(anchor, Op):
-            raise EvalError(f"insert {s.position} needs an op, got {type_name(anchor)}", s.pos)
         attrs = {k: self.val(e, env) for k, _, e in s.attrs.items} if s.attrs else {}
-        kw = {"before": anchor} if s.position == "before" else {"after": anchor}
+        if s.position == "end":  # end of the main block, ahead of its fetch ops
+            fetch = next((op for op in self.program.blocks[0].ops if op.type == "fetch"), None)
+            kw = {"before": fetch} if fetch is not None else {"block": 0}
+        else:
+            anchor = self.val(s.anchor, env)
+            if not isinstance(anchor, Op):
+                raise EvalError(f"insert {s.position} needs an op, got {type_name(anchor)}",
+                                s.pos)
+            kw = {"before": anchor} if s.position == "before" else {"after": anchor}
         op = self.program.new_op(str(op_type), self._io(s.inputs, env),
                                  self._io(s.outputs, env), attrs, **kw)
         self.result.ops_added += 1
@@ -174,13 +198,16 @@ class RuleRunner:
         if not isinstance(items, (list, tuple)):
             raise EvalError(f"for needs a list, got {type_name(items)}", s.pos)
         for item in list(items):
-            inner = dict(env)
+            inner = _child(env)
             inner[s.var] = item
             self.block(s.body, inner)
+            _rebind(env, inner)
 
     def _If(self, s: A.If, env):
         branch = s.then if self.ev.truth(self.val(s.test, env), env) else s.orelse
-        self.block(branch, dict(env))
+        inner = _child(env)
+        self.block(branch, inner)
+        _rebind(env, inner)
 
     def _target(self, t, env):
         if isinstance(t, A.Attr):
@@ -192,6 +219,10 @@ class RuleRunner:
         return view.op, name
 
     def _SetStmt(self, s: A.SetStmt, env):
+        if isinstance(s.target, A.Name):  # rebind a name of an enclosing scope
+            env[s.target.id] = self.val(s.value, env)
+            env.setdefault(REBOUND, set()).add(s.target.id)
+            return
         op, name = self._target(s.target, env)
         value = self.val(s.value, env)
         if isinstance(value, (Selector, dict)) or value is None:
@@ -260,6 +291,27 @@ class RuleRunner:
 
     def _Fail(self, s: A.Fail, env):
         raise EvalError(str(self.val(s.message, env)), s.pos)
+
+    def _Merge(self, s: A.Merge, env):
+        from actc.ir.merge import merge_program
+
+        other = self.val(s.program, env)
+        if not isinstance(other, Program):
+            raise EvalError(f"merge needs a program, got {type_name(other)}", s.pos)
+        prefix = self.val(s.prefix, env)
+        keep = self.val(s.keep, env) if s.keep is not None else None
+        share = self.val(s.share, env) if s.share is not None else []
+        if not isinstance(prefix, str) or not prefix:
+            raise EvalError(f"merge prefix must be a non-empty string, got {show(prefix)}",
+                            s.pos)
+        try:
+            added = merge_program(self.program, other, prefix=prefix,
+                                  keep=None if keep is None else list(keep),
+                                  share=list(share or []))
+        except IRError as e:
+            raise EvalError(str(e), s.pos) from None
+        self.result.ops_added += added.ops
+        self.result.vars_added += added.vars
 
     def _Note(self, s: A.Note, env):
         text = str(self.val(s.message, env))

@@ -377,6 +377,16 @@ class Program:
         self._declare(var)
         return var
 
+    def declare_var_desc(self, desc: fpb.VarDesc, block: int = 0) -> Var:
+        """Declare a copy of a ready-made VarDesc (from another program)."""
+        if desc.name in self.blocks[block].vars:
+            raise IRError(f"var '{desc.name}' already exists in block {block}")
+        copy = fpb.VarDesc()
+        copy.CopyFrom(desc)
+        var = Var(copy, block)
+        self._declare(var)
+        return var
+
     def set_param(self, name: str, data: np.ndarray, *, keep_var_desc: bool = False) -> None:
         """Replace a weight's data; the VarDesc follows unless ``keep_var_desc`` (as Paddle
         does for int8 weights stored under an fp32 VarDesc)."""
@@ -407,6 +417,14 @@ class Program:
             a = desc.attrs.add()
             a.name = key
             fill_attr(a, value)
+        return self.insert_op_desc(desc, before=before, after=after, block=b)
+
+    def insert_op_desc(self, desc: fpb.OpDesc, *, before: Op | None = None,
+                       after: Op | None = None, block: int = 0) -> Op:
+        """Place a ready-made OpDesc (attr types kept exactly, e.g. when copying ops between
+        programs) before/after an op or at the end of ``block``."""
+        anchor = before or after
+        b = anchor.block if anchor is not None else block
         op = Op(desc, b, next(self._uids))
         ops = self.blocks[b].ops
         if before is not None:

@@ -16,7 +16,7 @@ from actc.quant.quantizers import find_quantizers
 DEFAULT_CALIB_FILE = "calib.npz"
 # Stages with an implementation here; the rest of passes/stages.actc (train, distill, pruning)
 # are declared so recipes and ACT configs using them check, and fail before anything runs.
-IMPLEMENTED = ("calibrate", "search", "convert")
+IMPLEMENTED = ("calibrate", "search", "convert", "train")
 
 
 def calibration_data(ctx, step: str):
@@ -105,18 +105,54 @@ def _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums) -
     _note(ctx, f"bias correction: {done or 'no quantized layer'}")
 
 
+def run_pass(ctx, name: str, args: dict | None = None) -> int:
+    """Run a stdlib DSL pass from a stage (structure stays in the DSL); returns ops matched."""
+    from actc.dsl.registry import default_registry
+    from actc.dsl.rules import RuleRunner
+
+    spec = default_registry().get(name)
+    bound = {p.name: p.default for p in spec.params}
+    bound.update(args or {})
+    result = RuleRunner(ctx.program, spec.passdef, bound, ctx).run()
+    ctx.notes.extend(f"{name}: {n}" for n in result.notes)
+    return result.matched
+
+
 def convert(ctx, args: dict) -> None:
     quantizers = _quantizers(ctx, "convert")
     fmt = args["format"]
     formats = {q.format for q in quantizers}
+    if fmt is not None and str(fmt) == "onnx" and "fake" in formats:
+        converted = run_pass(ctx, "fake_to_onnx")
+        _note(ctx, f"convert: {converted} fake quantizers turned into quantize_linear/"
+                   "dequantize_linear with their trained scales")
+        quantizers = _quantizers(ctx, "convert")
+        formats = {q.format for q in quantizers}
     if fmt is not None and str(fmt) not in formats:
         raise ActcError(f"convert(format: {fmt}): the program's quantizers are "
-                        f"{'/'.join(sorted(formats))}; converting between formats is not "
+                        f"{'/'.join(sorted(formats))}; only fake -> onnx conversion is "
                         "supported")
     folded = freeze_onnx(ctx.program, quantizers)
     frozen = freeze_fake(ctx.program, quantizers)
     _note(ctx, f"convert: {folded} weights stored as int8" if folded else
                f"convert: {frozen} fake quantizers set to inference mode")
+
+
+def train(ctx, args: dict) -> None:
+    """Quantization-aware training / distillation / task loss (actc.train)."""
+    from actc.runtime.report import eval_source
+    from actc.train.loop import run_train
+
+    train_data = calibration_data(ctx, "train")
+    eval_path = ctx.eval_data if ctx.eval_data else (
+        eval_source(None, ctx.source) if ctx.source is not None else None)
+    eval_data = open_dataset(eval_path, ctx.program) if eval_path else None
+    if args["amp"]:
+        _note(ctx, "train: amp is not supported yet; training in float32")
+    if args["sparse_model"]:
+        _note(ctx, "train: sparse_model has no effect yet (no sparsity masks in this program)")
+    for note in run_train(ctx, args, train_data, eval_data):
+        _note(ctx, note)
 
 
 def search(ctx, args: dict) -> None:
