@@ -11,11 +11,9 @@ EXAMPLE_ALIAS = "example"
 
 
 def model_path(arg: str) -> str:
-    if arg == EXAMPLE_ALIAS and not Path(arg).exists():
-        from actc.example import EXAMPLE_DIR
+    from actc.example import model_path as resolve
 
-        return str(EXAMPLE_DIR)
-    return arg
+    return resolve(arg)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

@@ -335,7 +335,9 @@ def teacher_program(ev, path: "str" = None, model_filename: "str" = None,
             raise ActcError("distill: no teacher given and the input model is not known; "
                             "pass teacher: DIR")
     else:
-        program = load_model(path, model_filename=model_filename,
+        from actc.example import model_path
+
+        program = load_model(model_path(path), model_filename=model_filename,
                              params_filename=params_filename)[0]
     cache[key] = program
     return program

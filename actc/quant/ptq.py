@@ -17,6 +17,7 @@ from actc.quant.reference import qmax, quantize_weight_int8
 from actc.quant.stats import ActivationStats
 
 WEIGHT_ALGOS = ("abs_max", "mse")
+MOVING_AVERAGE_OPS = ("fake_quantize_dequantize_moving_average_abs_max",)
 
 
 def _rows(w: np.ndarray, axis: int) -> np.ndarray:
@@ -94,6 +95,13 @@ def apply_scales(program: Program, quantizers: list[Quantizer], stats, choice: S
             thr = np.array([acts[q.tensor]], dtype=np.float32)
         if q.scale is not None:
             written[q.scale] = _set_like(program, q.scale, thr)
+            if q.quant_op is not None and q.quant_op.type in MOVING_AVERAGE_OPS:
+                # training continues the moving average from the calibrated scale
+                # (scale = accum / state)
+                for slot, value in (("InState", np.ones_like(thr)), ("InAccum", thr)):
+                    names = q.quant_op.input(slot)
+                    if names and names[0] in program.params:
+                        written[names[0]] = _set_like(program, names[0], value)
         if q.zero_point is not None:
             written[q.zero_point] = _set_like(program, q.zero_point, np.zeros_like(thr))
     return written
