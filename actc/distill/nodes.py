@@ -69,7 +69,7 @@ def resolve_pairs(student: Program, teacher: Program, nodes: list, prefix: str) 
             if len(pair) != 2:
                 raise ActcError(f"distill: node pair {list(pair)} must be [teacher, student]")
             pairs.append([_strip(pair[0], prefix), pair[1]])
-    elif student.var(str(nodes[0])) is not None:  # self-distillation: student names
+    elif _student_var(student, str(nodes[0])):  # self-distillation: student names
         pairs = [[n, n] for n in nodes]
     else:
         if len(nodes) % 2:
@@ -86,6 +86,14 @@ def resolve_pairs(student: Program, teacher: Program, nodes: list, prefix: str) 
             raise ActcError(f"distill: teacher '{prefix}{t}' is {list(ts)} but student '{s}' "
                             f"is {list(ss)}; pair vars of the same shape")
     return pairs
+
+
+def _student_var(program: Program, name: str) -> bool:
+    """A var of the student itself (not one a merged teacher brought in)."""
+    if program.var(name) is None:
+        return False
+    prods = program.producers(name)
+    return not (prods and prods[0][0].has_attr(TEACHER_ATTR))
 
 
 def _same_shape(a, b) -> bool:

@@ -251,6 +251,7 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
             if built.scheduler is not None:
                 built.scheduler.step()
             it += 1
+            after_step(it)
             seen += len(batch)
             bar.update(1)
             if it % log_iter == 0 or it == total:
@@ -272,9 +273,11 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
     except KeyboardInterrupt:
         save_ckpt(it)
         bar.close()
-        raise ActcError(f"train: interrupted at iteration {it}; checkpoint written to "
-                        f"{t.ckpt_dir} (rerun with --resume to continue)" if t.ckpt_dir else
-                        f"train: interrupted at iteration {it}") from None
+        import sys
+        print(f"actc: train interrupted at iteration {it}"
+              + (f"; checkpoint written to {t.ckpt_dir} (rerun with --resume to continue)"
+                 if t.ckpt_dir else ""), file=sys.stderr)
+        raise
     finally:
         bar.close()
     final = best if best is not None else _scope_arrays(scope, spec.state)
@@ -305,6 +308,10 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
         notes.append("train: no evaluation data (--eval-data, or a test.npz beside the model): "
                      "kept the last weights")
     return notes
+
+
+def after_step(iteration: int) -> None:
+    """Called after every optimizer step (a seam for tests that interrupt training)."""
 
 
 def _lr(built: Built, args) -> float:
