@@ -117,15 +117,15 @@ def test_golden_quant_post():
 def test_quant_aware_keys():
     cfg = load_config(CONFIGS / "act_quant_aware.yaml")
     q = cfg.sections["QuantAware"]
-    assert q["use_pact"] is False and q["onnx_format"] is False and q["dtype"] == "int8"
+    assert q["use_pact"] is False and q["onnx_format"] is True and q["dtype"] == "int8"
     assert q["window_size"] == 10000 and q["moving_rate"] == 0.9
     st = dict(steps((CONFIGS / "act_quant_aware.yaml").read_text()))
-    assert st["quantize"]["ops"] == "op.type in {conv2d, depthwise_conv2d}"
+    assert st["quantize"]["ops"] == "op.type in {conv2d, depthwise_conv2d, matmul_v2}"
     assert st["quantize"]["format"] == "fake" and st["quantize"]["pact"] is False
     assert st["quantize"]["moving_rate"] == 0.9
-    assert st["convert"] == {"format": "fake"}
+    assert st["convert"] == {"format": "onnx"}  # trained with fake ops, exported ONNX-style
     assert st["skip_ops"]["ops"] == 'op.name_scope contains "skip_quant"'
-    assert st["train"]["learning_rate"] == {"type": "PiecewiseDecay", "boundaries": [4500],
+    assert st["train"]["learning_rate"] == {"type": "PiecewiseDecay", "boundaries": [48],
                                             "values": [0.005, 0.0005]}
 
 
@@ -233,9 +233,9 @@ def test_distillation_node_forms():
     """) == ["distill", "train"]
     st = dict(steps((CONFIGS / "act_distill.yaml").read_text()))
     d = st["distill"]
-    assert d["teacher"] == "./inference_model" and d["teacher_model_filename"] == "model.pdmodel"
+    assert d["teacher"] == "example" and d["teacher_model_filename"] == "model.pdmodel"
     assert d["teacher_params_filename"] == "model.pdiparams"
-    assert d["nodes"][1] == ["teacher_relu_1.tmp_0", "student_relu_1.tmp_0"]
+    assert d["nodes"][1] == ["teacher_linear_1.tmp_1", "linear_1.tmp_1"]
     assert d["alpha"] == 1.0 and d["loss"] == "l2"
     st = dict(steps("""
         Distillation:
