@@ -220,7 +220,7 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
     bar = progress(total=total, desc="train", unit="it")
     bar.update(start)
     seen, t0, last_log = 0, time.perf_counter(), None
-    exec_seconds = 0.0
+    exec_seconds = eval_seconds = 0.0
     it = start
     stopped_early = None
     try:
@@ -260,7 +260,9 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
                                 samples_s=f"{rate:.0f}")
                 last_log = (it, loss, rate)
             if metric_of is not None and (it % eval_iter == 0 or it == total):
+                v0 = time.perf_counter()
                 m = metric_of()
+                eval_seconds += time.perf_counter() - v0
                 bar.set_postfix(loss=f"{loss:.4g}", metric=m.show())
                 if best_metric is None or m.value > best_metric.value:
                     best_metric, best_iter = m, it
@@ -294,9 +296,11 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
             pass
     done = it - start
     wall = time.perf_counter() - t0
+    step_ms = (wall - eval_seconds) / max(done, 1) * 1000
     notes.append(f"train: {done} iterations x {t.batch_size} in {wall:.1f} s "
-                 f"({wall / max(done, 1) * 1000:.1f} ms/it, Paddle executor "
-                 f"{exec_seconds / max(done, 1) * 1000:.1f} ms/it); losses: "
+                 f"({step_ms:.1f} ms/it, of which Paddle's executor "
+                 f"{exec_seconds / max(done, 1) * 1000:.1f}; evaluation {eval_seconds:.1f} s); "
+                 "losses: "
                  f"{', '.join(spec.loss_kinds)}; {len(spec.parameters)} weights trained")
     if last_log:
         notes.append(f"train: last loss {last_log[1]:.4g}")
