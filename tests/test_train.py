@@ -284,3 +284,30 @@ def test_task_loss_needs_labels(tmp_path, capsys, example_dir):
     code, _, err = run_main(capsys, "compile", "example", "--recipe", recipe, "-o",
                             tmp_path / "o", "--data", data)
     assert code == 2 and "task_loss needs labels" in err and "unlabelled.npz" in err, err
+
+
+def test_multi_teacher_distillation_config(tmp_path, capfd):
+    config = tmp_path / "mt.yaml"
+    config.write_text("""
+MultiTeacherDistillation:
+  alpha: [1.0, 0.5]
+  loss: [l2, soft_label]
+  node: [[teacher1_linear_1.tmp_1, linear_1.tmp_1], [teacher2_relu_3.tmp_0, relu_3.tmp_0]]
+  teacher_model_dir: [example, example]
+TrainConfig:
+  train_iter: 12
+  eval_iter: 6
+  learning_rate: 0.001
+  optimizer_builder:
+    optimizer: {type: SGD}
+""")
+    out = tmp_path / "o"
+    code = main(["compile", "example", "--config", str(config), "-o", str(out),
+                 "--print-ir-after", "distill"])
+    stdout, err = capfd.readouterr()
+    assert code == 0, err
+    assert "losses: distill, distill" in err
+    # both teachers appear in the IR after the distill steps, under their own prefixes
+    assert "%teacher1_linear_1.tmp_1" in err and "%teacher2_relu_3.tmp_0" in err
+    assert compressed_accuracy(stdout) >= 98.0
+    assert not any(op.has_attr("actc_teacher") for op in load_model(out)[0].ops())
