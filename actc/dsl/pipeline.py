@@ -36,7 +36,7 @@ class Options:
     print_before: set[str] = field(default_factory=set)  # step names, or {"all"}
     print_after: set[str] = field(default_factory=set)
     time_passes: bool = False
-    out: TextIO = sys.stderr
+    out: TextIO = field(default_factory=lambda: sys.stderr)  # looked up when used, not at import
 
 
 def render_ir(program: Program, title: str) -> str:
