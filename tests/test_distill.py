@@ -161,3 +161,11 @@ recipe m() { tail() }'''
     ctx, _ = run(src, example_dir)
     ops = ctx.program.blocks[0].ops
     assert ops[-1].type == "fetch" and ops[-2].type == "relu" and ops[-2].output("Out") == ["y"]
+
+
+def test_check_dry_runs_distillation_recipes(capsys):
+    from actc.cli.main import main
+
+    assert main(["check", "qat", "--model", "example"]) == 0
+    out = capsys.readouterr().out
+    assert "distill: matched 2, ops + 26" in out and "train: runtime stage" in out

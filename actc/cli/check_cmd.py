@@ -12,11 +12,14 @@ def add_parser(sub) -> None:
     p.add_argument("--model", help="model dir: check selectors and dry-run the passes")
 
 
-def dry_run(compiled, program) -> list[str]:
+def dry_run(compiled, program, files=None) -> list[str]:
     """Run the structural passes on the in-memory program; explain each quantize step."""
     from actc.dsl.quantinfo import explain_quantize, format_decisions
+    from actc.dsl.pipeline import PipelineContext
     from actc.dsl.rules import RuleRunner
 
+    # passes like distill read the input model (the default teacher) from the context
+    ctx = PipelineContext(program=program, source=files, original=program.clone())
     out = []
     for st in compiled.steps:
         if st.spec.kind != "pass":
@@ -24,7 +27,7 @@ def dry_run(compiled, program) -> list[str]:
             continue
         if st.name == "quantize":
             out.append(format_decisions(explain_quantize(program, st.args["ops"])))
-        result = RuleRunner(program, st.spec.passdef, st.args).run()
+        result = RuleRunner(program, st.spec.passdef, st.args, ctx).run()
         out.append(f"{st.name}: {result.summary()}")
     return out
 
@@ -37,7 +40,7 @@ def run(args) -> int:
     if args.model:
         from actc.cli.common import model_path
         from actc.io.model import load_model
-        program, _ = load_model(model_path(args.model))
+        program, files = load_model(model_path(args.model))
     compiled = compile_file(args.recipe, recipe_name=args.recipe_name,
                             overrides=parse_sets(args.set), program=program)
     if compiled.recipe is None:
@@ -47,7 +50,7 @@ def run(args) -> int:
     for st in compiled.steps:
         print(f"  {st.name}({', '.join(f'{k}: {_show(v)}' for k, v in st.args.items())})")
     if program is not None:
-        for line in dry_run(compiled, program):
+        for line in dry_run(compiled, program, files):
             print(line)
     return 0
 
