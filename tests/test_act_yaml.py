@@ -43,8 +43,8 @@ SEED_EXAMPLES = {
     "act_asp.yaml": ["asp_prune", "train"],
     "act_transformer_prune.yaml": ["prune_transformer", "distill", "train"],
     "act_unstructure_prune.yaml": ["sparsify", "train"],
-    "act_old_format.yaml": ["sparsify", "distill", "train", "skip_ops", "quantize", "distill",
-                            "train", "convert"],
+    "act_old_format.yaml": ["sparsify", "distill", "train", "skip_ops", "pact", "quantize",
+                            "distill", "train", "convert"],
 }
 
 
@@ -121,7 +121,7 @@ def test_quant_aware_keys():
     assert q["window_size"] == 10000 and q["moving_rate"] == 0.9
     st = dict(steps((CONFIGS / "act_quant_aware.yaml").read_text()))
     assert st["quantize"]["ops"] == "op.type in {conv2d, depthwise_conv2d, matmul_v2}"
-    assert st["quantize"]["format"] == "fake" and st["quantize"]["pact"] is False
+    assert st["quantize"]["format"] == "fake" and "pact" not in st
     assert st["quantize"]["moving_rate"] == 0.9
     assert st["convert"] == {"format": "onnx"}  # trained with fake ops, exported ONNX-style
     assert st["skip_ops"]["ops"] == 'op.name_scope contains "skip_quant"'

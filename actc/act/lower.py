@@ -181,7 +181,10 @@ class _Lowerer:
                 args["window_size"] = q["window_size"]
             if q["activation_quantize_type"] == "moving_average_abs_max":
                 args["moving_rate"] = q["moving_rate"]
-            args["pact"] = q["use_pact"]
+        if qat and q["use_pact"]:
+            self.comment("use_pact: learnable activation clipping (PACT) in front of the "
+                         "quantized inputs.")
+            self.step("pact", ops=ops)
         self.step("quantize", **args)
 
     def ptq(self) -> None:

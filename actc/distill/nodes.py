@@ -19,7 +19,8 @@ def _real_var_names(program: Program) -> list[str]:
 
 
 def _has_trainable_weight(program: Program, op) -> bool:
-    if op.type in QUANTIZER_TYPES or op.type in NORM_TYPES or op.has_attr(TEACHER_ATTR):
+    if op.type in QUANTIZER_TYPES or op.type in NORM_TYPES or op.has_attr(TEACHER_ATTR) \
+            or op.has_attr("actc_pact") or op.has_attr("actc_loss"):
         return False
     for name in op.input_names:
         if program.is_weight(name) and program.var(name).dtype in ("float32", "float16",

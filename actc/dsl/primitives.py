@@ -437,3 +437,27 @@ def param_value(ev, var: "str") -> "array":
 def shape_of(ev, value: "array") -> "list":
     """The shape of an array value."""
     return list(np.shape(value))
+
+
+@primitive
+def pact_output(ev, var: "str") -> "str":
+    """The PACT-clipped copy of ``var`` an earlier consumer got (null if none)."""
+    for op in _program(ev).ops():
+        if op.has_attr("actc_pact_of") and op.attr("actc_pact_of") == var:
+            return op.output("Out")[0]
+    return None
+
+
+@primitive
+def step_counter(ev) -> "str":
+    """The iteration counter var range_abs_max observers share (null until one is made)."""
+    for op in _program(ev).ops():
+        if op.has_attr("actc_step_counter"):
+            return op.output("Out")[0]
+    return None
+
+
+@primitive
+def first_op(ev) -> "op":
+    """The first op of the main block after its feeds."""
+    return next(op for op in _program(ev).blocks[0].ops if op.type != "feed")

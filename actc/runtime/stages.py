@@ -119,12 +119,25 @@ def run_pass(ctx, name: str, args: dict | None = None) -> int:
 
 
 def convert(ctx, args: dict) -> None:
+    if any(op.has_attr("actc_pact") for op in ctx.program.ops()):
+        run_pass(ctx, "strip_pact")
+        _note(ctx, "convert: PACT clips removed (the quantizers clip at scales <= each "
+                   "learned threshold)")
     quantizers = _quantizers(ctx, "convert")
     fmt = args["format"]
     formats = {q.format for q in quantizers}
     if fmt is not None and str(fmt) == "onnx" and "fake" in formats:
-        converted = run_pass(ctx, "fake_to_onnx")
-        _note(ctx, f"convert: {converted} fake quantizers turned into quantize_linear/"
+        dynamic = [q.tensor for q in quantizers
+                   if q.format == "fake" and not q.is_weight and q.scale is None]
+        if dynamic:
+            raise ActcError(f"convert(format: onnx): {len(dynamic)} activation quantizers "
+                            f"(e.g. on '{dynamic[0]}') are abs_max, which computes its scale "
+                            "per batch, so there is no trained scale to export; quantize with "
+                            "activation_quantize_type: moving_average_abs_max or "
+                            "range_abs_max, or keep convert(format: fake)")
+        fake = sum(1 for q in quantizers if q.format == "fake")
+        run_pass(ctx, "fake_to_onnx")
+        _note(ctx, f"convert: {fake} fake quantizers turned into quantize_linear/"
                    "dequantize_linear with their trained scales")
         quantizers = _quantizers(ctx, "convert")
         formats = {q.format for q in quantizers}
@@ -153,6 +166,8 @@ def train(ctx, args: dict) -> None:
         _note(ctx, "train: sparse_model has no effect yet (no sparsity masks in this program)")
     for note in run_train(ctx, args, train_data, eval_data):
         _note(ctx, note)
+    # the losses are spent: a later distill step (e.g. QAT after pruning) wires its own
+    run_pass(ctx, "strip_distill")
 
 
 def search(ctx, args: dict) -> None:

@@ -120,6 +120,9 @@ def prepare(ir: Program, *, freeze_bn: bool = False, freeze_scales: bool = False
             if op.has_attr("trainable_statistics"):
                 op.set_attr("trainable_statistics", False)
         elif op.type in MOVING_QUANTIZERS:
+            # a QDQ op fed by a range_abs_max observer only quantizes (the observer updates)
+            op.set_attr("is_test", bool(freeze_scales) or bool(op.attr("actc_observed")))
+        elif op.type == "fake_quantize_range_abs_max":
             op.set_attr("is_test", bool(freeze_scales))
     for name in feeds + list(teacher_feeds) + ([label] if label else []):
         v = p.var(name)
