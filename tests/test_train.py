@@ -419,3 +419,22 @@ def test_distillation_losses_match_their_definitions(example_dir, kind):
                                                              "distill_loss"])
     expected = reference_loss(kind, s.astype(np.float64), t.astype(np.float64))
     assert float(np.asarray(loss).reshape(-1)[0]) == pytest.approx(expected, rel=2e-4)
+
+
+def test_data_parallel_sharding_and_cpu_refusal(tmp_path, capsys, monkeypatch):
+    from actc.train.parallel import World, current_world
+
+    w = current_world({"PADDLE_TRAINERS_NUM": "2", "PADDLE_TRAINER_ID": "1"})
+    assert w == World(1, 2) and not w.is_main
+    assert [i for i in range(7) if w.owns(i)] == [1, 3, 5] and w.share(7) == 3
+    assert World(0, 2).share(7) == 4 and current_world({}) == World(0, 1)
+    with pytest.raises(ActcError, match="rank 2 of 2"):
+        current_world({"PADDLE_TRAINERS_NUM": "2", "PADDLE_TRAINER_ID": "2"})
+    # Paddle 3.3.1's static collective cannot start on CPU: a clear error with the GPU command
+    monkeypatch.setenv("PADDLE_TRAINERS_NUM", "2")
+    monkeypatch.setenv("PADDLE_TRAINER_ID", "0")
+    recipe = write(tmp_path, "recipe m() { distill() train(train_iter: 2) }")
+    code, _, err = run_main(capsys, "compile", "example", "--recipe", recipe, "-o",
+                            tmp_path / "o", "--device", "cpu")
+    assert code == 2 and "needs one GPU per process" in err
+    assert "paddle.distributed.launch --gpus 0,1" in err

@@ -111,6 +111,12 @@ def run(args) -> int:
         open_dataset(args.eval_data, program)  # a bad --eval-data fails before anything is written
     results = run_pipeline(compiled, ctx, opts)
     results += strip_training_ops(ctx, opts)
+    from actc.train.parallel import current_world
+
+    if not current_world().is_main:  # data-parallel training: rank 0 writes the model
+        print(f"actc: rank {current_world().rank} done (rank 0 writes {args.output})",
+              file=sys.stderr)
+        return 0
     written = save_model(ctx.program, args.output, source=files)
     if not args.quiet:
         print(f"actc: {len(results)} step(s) from {compiled.path}"

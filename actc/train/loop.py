@@ -23,6 +23,7 @@ from actc.progress import progress
 from actc.runtime.executor import strip_feed_fetch
 from actc.runtime.paddle_env import import_paddle, resolve_place, set_forward_only
 from actc.train import checkpoint, optim
+from actc.train.parallel import current_world, distributed_optimizer
 from actc.train.prepare import TrainSpec, fill_common_attrs, prepare
 
 ORIGIN_TOLERANCE = 0.02  # origin_metric sanity check: |measured - given| must stay below
@@ -63,6 +64,9 @@ class Trainer:
         self.paddle = import_paddle()
         self.place = resolve_place(ctx.device)
         self.batch_size = int(args["batch_size"])
+        self.world = current_world()
+        if self.world.is_parallel and ctx.device == "cpu":
+            distributed_optimizer(self.paddle, None, self.world, self.paddle.CPUPlace())
         self.seed = int(args["seed"])
         self.ckpt_dir = Path(f"{ctx.out_dir}.ckpt") if ctx.out_dir else None
         self.notes: list[str] = []
@@ -88,6 +92,7 @@ class Trainer:
                                   weight_decay=self.args["weight_decay"],
                                   regularizer_spec=self.args["regularizer"],
                                   clip_spec=self.args["grad_clip"])
+            opt = distributed_optimizer(paddle, opt, self.world, self.place)
             params = [block.var(n) for n in spec.parameters]
             opt.minimize(loss, parameters=params)
         return Built(main, startup, loss, terms, scheduler)
@@ -102,7 +107,8 @@ class Trainer:
         """(total iterations, iterations per epoch) with ACT's semantics: epochs x batches,
         capped by train_iter; train_iter alone runs that many (over as many epochs)."""
         n = self.data.num_samples()
-        per_epoch = None if n is None else max(1, math.ceil(n / self.batch_size))
+        per_epoch = None if n is None else \
+            max(1, self.world.share(math.ceil(n / self.batch_size)))
         epochs, train_iter = self.args["epochs"], self.args["train_iter"]
         if epochs is None and train_iter is None:
             raise ActcError("train: give epochs or train_iter")
@@ -122,9 +128,15 @@ class Trainer:
         skip = 0 if per_epoch is None else start % per_epoch
         while True:
             got = False
-            for batch in self.data.epoch_batches(self.batch_size, seed=self.seed, epoch=epoch,
-                                                 skip=skip):
+            mine = 0
+            for index, batch in enumerate(self.data.epoch_batches(self.batch_size,
+                                                                  seed=self.seed, epoch=epoch)):
                 got = True
+                if not self.world.owns(index):
+                    continue
+                mine += 1
+                if mine <= skip:
+                    continue
                 yield it, batch
                 it += 1
             if not got and skip == 0:
@@ -203,7 +215,7 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
                             "preprocessing")
 
     def save_ckpt(iteration: int) -> None:
-        if t.ckpt_dir is None:
+        if t.ckpt_dir is None or not t.world.is_main:
             return
         meta = {"iteration": iteration, "best_iter": best_iter,
                 "best_metric": None if best_metric is None else best_metric.value,
