@@ -139,22 +139,27 @@ def run(args) -> int:
 
 
 def strip_training_ops(ctx, opts) -> list:
-    """A recipe that distilled but did not strip the teacher and losses itself: run the
-    strip_distill pass so the written model holds the student only."""
+    """What a recipe left for training only: strip_distill (teacher, losses) and fold_masks
+    (sparsity masks into zero weights), so the written model holds the plain student."""
     from actc.dsl.pipeline import run_step
     from actc.dsl.registry import default_registry
     from actc.ir.dead import dead_ops
 
-    if not any(op.has_attr("actc_teacher") or op.has_attr("actc_loss") or
-               op.has_attr("actc_label") for op in dead_ops(ctx.program)):
-        return []
     from actc.dsl.compiler import BoundStep
 
-    spec = default_registry().get("strip_distill")
-    result = run_step(BoundStep(spec, {}, spec.pos, spec.path, ""), ctx)
-    ctx.notes.append("strip_distill: teacher and loss ops removed before writing "
-                     "(added automatically)")
-    return [result]
+    results = []
+    if any(op.has_attr("actc_teacher") or op.has_attr("actc_loss") or
+           op.has_attr("actc_label") for op in dead_ops(ctx.program)):
+        spec = default_registry().get("strip_distill")
+        results.append(run_step(BoundStep(spec, {}, spec.pos, spec.path, ""), ctx))
+        ctx.notes.append("strip_distill: teacher and loss ops removed before writing "
+                         "(added automatically)")
+    if any(op.has_attr("actc_mask") for op in ctx.program.ops()):
+        spec = default_registry().get("fold_masks")
+        results.append(run_step(BoundStep(spec, {}, spec.pos, spec.path, ""), ctx))
+        ctx.notes.append("fold_masks: sparsity masks multiplied into the weights before "
+                         "writing (added automatically)")
+    return results
 
 
 def results_may_change(compiled) -> bool:

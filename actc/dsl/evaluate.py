@@ -8,6 +8,8 @@ subject (the matched op or var).
 from __future__ import annotations
 
 import fnmatch
+
+import numpy as np
 import re
 from typing import Any
 
@@ -149,7 +151,13 @@ class Evaluator:
     def _cmp(self, e: A.Compare, a, b) -> bool:
         op = e.op
         if op in ("==", "!="):
-            eq = _norm(a) == _norm(b)
+            if a is None or b is None:  # null compares by identity (arrays included)
+                eq = a is b
+            elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                eq = isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and \
+                    a.shape == b.shape and bool(np.array_equal(a, b))
+            else:
+                eq = _norm(a) == _norm(b)
             return eq if op == "==" else not eq
         if op in ("in", "not in"):
             if isinstance(b, Range):

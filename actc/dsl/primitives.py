@@ -201,8 +201,10 @@ def dequantized(ev, var: "str") -> "str":
 # ------------------------------------------------------------------ vars and ops
 @primitive
 def is_weight(ev, var: "str") -> "bool":
-    """True for persistable data the model ships (not feed/fetch holders)."""
-    return _program(ev).is_weight(var)
+    """True for persistable data the model ships (not feed/fetch holders), and for a weight
+    seen through its sparsity mask (quantize treats it as the weight it is)."""
+    program = _program(ev)
+    return program.is_weight(var) or _masked_source(program, var) is not None
 
 
 @primitive
@@ -461,3 +463,110 @@ def step_counter(ev) -> "str":
 def first_op(ev) -> "op":
     """The first op of the main block after its feeds."""
     return next(op for op in _program(ev).blocks[0].ops if op.type != "feed")
+
+
+# ------------------------------------------------------------------ sparsity masks
+MASK_ATTR = "actc_mask"
+
+
+def _masked_source(program, var: str):
+    """The weight behind a mask op's output (None if ``var`` is not one)."""
+    prods = program.producers(var)
+    if prods and prods[0][0].has_attr(MASK_ATTR):
+        return prods[0][0].input("X")[0]
+    return None
+
+
+@primitive
+def prunable_weights(ev, ops: "selector") -> "list":
+    """[[op, weight], ...]: each selected op's weights of rank >= 2 (biases and norm scales
+    are 1-D and stay dense), once per weight, teacher ops excluded."""
+    program = _program(ev)
+    out, seen = [], set()
+    for op in program.ops():
+        if op.has_attr("actc_teacher") or op.has_attr(MASK_ATTR) or not ev.test(ops, op):
+            continue
+        for name in op.input_names:
+            v = program.var(name)
+            if name in seen or v is None or not program.is_weight(name) or \
+                    v.dtype not in FLOAT_DTYPES or len(v.shape or ()) < 2:
+                continue
+            seen.add(name)
+            out.append([op, name])
+    return out
+
+
+def _weights(program, names):
+    return [np.asarray(program.params[n].array, dtype=np.float32) for n in names]
+
+
+@primitive
+def magnitude_masks(ev, weights: "list", mode: "str", ratio: "float", threshold: "float",
+                    local: "bool") -> "list":
+    """0/1 masks zeroing the smallest |w|: exactly round(ratio * n) per tensor (local) or over
+    all of them (global); or |w| < threshold."""
+    from actc.prune.masks import magnitude_masks as masks
+    return masks(_weights(_program(ev), weights), str(mode), float(ratio), float(threshold),
+                 bool(local))
+
+
+@primitive
+def two_four_mask(ev, op: "op", weight: "str") -> "array":
+    """The 2:4 mask of a weight along its op's input (K) axis (null if K is not a multiple of 4)."""
+    from actc.prune.masks import K_AXIS, two_four_mask as mask
+    k = k_axis(ev, op, weight)
+    w = _weights(_program(ev), [weight])[0]
+    if k is None or w.shape[k] % 4:
+        return None
+    return mask(w, k)
+
+
+@primitive
+def k_axis(ev, op: "op", weight: "str") -> "int":
+    """The input (K) axis of ``weight`` in ``op`` (null for op types without one)."""
+    from actc.prune.masks import K_AXIS
+    op = _op(op)
+    if op.type not in K_AXIS:
+        return None
+    if op.type == "matmul_v2" and op.attr("trans_y", False):
+        return 1
+    if op.type == "matmul" and op.attr("transpose_Y", False):
+        return 1
+    return K_AXIS[op.type]
+
+
+@primitive
+def gmp_settings(ev, gmp: "mapping", ratio: "float", local: "bool") -> "str":
+    """The GMP schedule the train stage follows, as a JSON attr (ACT's keys, checked)."""
+    from actc.prune.masks import encode, gmp_config
+    return encode({"gmp": gmp_config(dict(gmp or {})), "ratio": float(ratio),
+                   "local": bool(local)})
+
+
+@primitive
+def sparsity(ev, weights: "list") -> "str":
+    """'name 75.00%, ...; overall x%' for the given masks or weights (fraction zero)."""
+    program = _program(ev)
+    parts, zeros, total = [], 0, 0
+    for n in weights:
+        a = np.asarray(program.params[n].array)
+        z = int(np.sum(a == 0))
+        zeros, total = zeros + z, total + a.size
+        parts.append(f"{n.removesuffix('@mask')} {100.0 * z / max(a.size, 1):.2f}%")
+    return f"{', '.join(parts)}; overall {100.0 * zeros / max(total, 1):.2f}% of {total}"
+
+
+@primitive
+def fold_mask(ev, weight: "str", mask: "str") -> "str":
+    """weight := weight * mask (the exported weights are truly zero); returns the weight."""
+    program = _program(ev)
+    w = np.asarray(program.params[weight].array)
+    m = np.asarray(program.params[mask].array)
+    program.set_param(weight, (w * m).astype(w.dtype))
+    return weight
+
+
+@primitive
+def ops_with_attr(ev, name: "str") -> "list":
+    """The ops (program order, main block) that carry attribute ``name``."""
+    return [op for op in _program(ev).ops() if op.has_attr(name)]

@@ -65,3 +65,50 @@ def weights_text(program: Program, names: set[str] | None = None) -> str:
     out.append(f"total: {len(rows)} weights, {human_count(values)} values, {total} bytes "
                f"({human_bytes(total)})")
     return "\n".join(out) + "\n"
+
+
+def sparsity_rows(program: Program, names: set[str] | None = None) -> list[dict]:
+    """Per weight of rank >= 2: fraction zero, and whether 2:4 holds along its input (K)
+    dimension as its consumer reads it (null where that op type has no K axis)."""
+    import numpy as np
+
+    from actc.prune.masks import K_AXIS, is_two_four
+
+    rows = []
+    seen = set()
+    for op in program.ops(block=None):
+        for slot, args in op.inputs.items():
+            for n in args:
+                t = program.params.get(n)
+                if n in seen or t is None or (names is not None and n not in names):
+                    continue
+                a = np.asarray(t.array)
+                if a.ndim < 2 or a.dtype.kind != "f":
+                    continue
+                seen.add(n)
+                k = K_AXIS.get(op.type)
+                if k is not None and op.type == "matmul_v2" and op.attr("trans_y", False):
+                    k = 1
+                zero = float(np.mean(a == 0))
+                rows.append({"name": n, "shape": list(a.shape), "zero": zero,
+                             "two_four": None if k is None else is_two_four(a, k)})
+    return rows
+
+
+def sparsity_text(program: Program, names: set[str] | None = None) -> str:
+    import numpy as np
+
+    rows = sparsity_rows(program, names)
+    table = [["name", "shape", "zero", "2:4"]]
+    for r in rows:
+        table.append([r["name"], shape_str(r["shape"]), f"{r['zero'] * 100:.2f}%",
+                      "-" if r["two_four"] is None else ("yes" if r["two_four"] else "no")])
+    widths = [max(len(r[c]) for r in table) for c in range(4)]
+    out = ["  ".join(cell.ljust(w) if c in (0, 1) else cell.rjust(w)
+                     for c, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in table]
+    total = sum(int(np.prod(r["shape"])) for r in rows) if rows else 0
+    zeros = sum(r["zero"] * int(np.prod(r["shape"])) for r in rows)
+    out.append(f"total: {len(rows)} weights, {zeros / max(total, 1) * 100:.2f}% of "
+               f"{human_count(total)} values zero; 2:4 holds for "
+               f"{sum(1 for r in rows if r['two_four'])} of them")
+    return "\n".join(out) + "\n"

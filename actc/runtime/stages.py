@@ -58,6 +58,7 @@ def calibrate(ctx, args: dict) -> None:
     if args["recon_level"] is not None and str(args["recon_level"]) != "layer_wise":
         raise ActcError(f"calibrate: recon_level {args['recon_level']} is not implemented "
                         "(reconstructing several layers jointly); use recon_level: layer_wise")
+    fold_masks(ctx, "calibrate")
     quantizers = _quantizers(ctx, "calibrate")
     if any(q.quant_op is None for q in quantizers if q.is_weight):
         raise ActcError("calibrate: the weights are already converted to int8")
@@ -118,7 +119,15 @@ def run_pass(ctx, name: str, args: dict | None = None) -> int:
     return result.matched
 
 
+def fold_masks(ctx, step: str) -> None:
+    """Inference-time stages see the masked weights as plain (zeroed) weights."""
+    if any(op.has_attr("actc_mask") for op in ctx.program.ops()):
+        folded = run_pass(ctx, "fold_masks")
+        _note(ctx, f"{step}: {folded} sparsity masks folded into their weights")
+
+
 def convert(ctx, args: dict) -> None:
+    fold_masks(ctx, "convert")
     if any(op.has_attr("actc_pact") for op in ctx.program.ops()):
         run_pass(ctx, "strip_pact")
         _note(ctx, "convert: PACT clips removed (the quantizers clip at scales <= each "
@@ -173,6 +182,7 @@ def train(ctx, args: dict) -> None:
 def search(ctx, args: dict) -> None:
     from actc.runtime.search import run_search
 
+    fold_masks(ctx, "search")
     quantizers = _quantizers(ctx, "search")
     types = [str(t) for t in args["weight_quantize_type"] or []]
     current = {"channel_wise_abs_max" if q.axis >= 0 else "abs_max"

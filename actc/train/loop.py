@@ -23,6 +23,8 @@ from actc.progress import progress
 from actc.runtime.executor import strip_feed_fetch
 from actc.runtime.paddle_env import import_paddle, resolve_place, set_forward_only
 from actc.train import checkpoint, optim
+from actc.prune.masks import gmp_ratio
+from actc.train.gmp import describe, gmp_groups, update_masks
 from actc.train.parallel import current_world, distributed_optimizer
 from actc.train.prepare import TrainSpec, fill_common_attrs, prepare
 
@@ -224,6 +226,11 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
                 "total": total}
         checkpoint.save(t.ckpt_dir, _scope_arrays(scope, persistables), best, meta)
 
+    groups = gmp_groups(ctx.program, total)
+    notes.extend(describe(groups))
+    if groups and start > 0:  # masks come from the checkpoint: recompute only at new steps
+        for g in groups:
+            g.current = gmp_ratio(start - 1, g.target, g.schedule)
     eval_iter = int(args["eval_iter"])
     log_iter = int(args["logging_iter"])
     ckpt_iter = int(args["checkpoint_iter"])
@@ -248,6 +255,8 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
                 fetch = [built.loss] + built.terms
                 notes.append(f"train: batch_norm statistics frozen from iteration {it}")
             _, batch = next(batches)
+            if groups:
+                update_masks(groups, it, scope, t.place)
             feed = t.feed(spec, batch)
             e0 = time.perf_counter()
             with paddle.static.scope_guard(scope):
@@ -276,10 +285,11 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
                 m = metric_of()
                 eval_seconds += time.perf_counter() - v0
                 bar.set_postfix(loss=f"{loss:.4g}", metric=m.show())
-                if best_metric is None or m.value > best_metric.value:
+                pruned = all(g.current == g.target for g in groups)  # GMP: only at target
+                if pruned and (best_metric is None or m.value > best_metric.value):
                     best_metric, best_iter = m, it
                     best = _scope_arrays(scope, spec.state)
-                if target is not None and m.value >= float(target):
+                if pruned and target is not None and m.value >= float(target):
                     stopped_early = it
                     break
             if t.ckpt_dir is not None and it % ckpt_iter == 0 and it < total:

@@ -85,11 +85,13 @@ def prepare(ir: Program, *, freeze_bn: bool = False, freeze_scales: bool = False
     p = strip_feed_fetch(ir.clone())
     written = {n for op in p.ops() for n in op.output_names}
     student_reads, teacher_reads = set(), set()
-    stats = set()
+    stats = set()  # never trained: batch-norm statistics and sparsity masks
     for op in p.ops():
         (teacher_reads if _is_teacher(op) else student_reads).update(op.input_names)
         for slot in NORM_STAT_SLOTS.get(op.type, ()):
             stats.update(op.input(slot))
+        if op.has_attr("actc_mask"):
+            stats.update(op.input("Y"))
     fill_common_attrs(p)
     for op in list(p.ops()):
         if op.type in XSHAPE_OPS and not op.output("XShape"):
