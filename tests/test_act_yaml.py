@@ -40,9 +40,9 @@ SEED_EXAMPLES = {
     "act_quant_post_hpo.yaml": ["skip_ops", "quantize", "calibrate", "search", "convert"],
     "act_distill.yaml": ["distill", "train"],
     "act_channel_prune.yaml": ["prune_channels", "distill", "train"],
-    "act_asp.yaml": ["asp_prune", "train"],
+    "act_asp.yaml": ["asp_prune", "task_loss", "distill", "train"],  # labels, else distil
     "act_transformer_prune.yaml": ["prune_transformer", "distill", "train"],
-    "act_unstructure_prune.yaml": ["sparsify", "train"],
+    "act_unstructure_prune.yaml": ["sparsify", "task_loss", "distill", "train"],
     "act_old_format.yaml": ["sparsify", "distill", "train", "skip_ops", "pact", "quantize",
                             "distill", "train", "convert"],
 }
@@ -272,7 +272,7 @@ def test_channel_asp_transformer_keys():
     """))
     assert st["prune_channels"]["ops"] == "op.type == conv2d and op.attr.groups == 1"
     st = dict(steps((CONFIGS / "act_asp.yaml").read_text()))
-    assert st["asp_prune"] == {"ops": 'op.input in ["conv1_weights"]'}
+    assert st["asp_prune"] == {"ops": 'op.input in ["conv2d_3.w_0", "linear_0.w_0"]'}
     st = dict(steps((CONFIGS / "act_transformer_prune.yaml").read_text()))
     assert st["prune_transformer"] == {"ratio": 0.25}
 
@@ -282,9 +282,9 @@ def test_unstructure_keys():
     s = st["sparsify"]
     assert s["ops"] == "op.is_conv1x1" and s["mode"] == "ratio" and s["ratio"] == 0.75
     assert s["local_sparsity"] is True and s["strategy"] == "gmp"
-    assert s["gmp"] == {"stable_iterations": 0, "pruning_iterations": 4500,
-                        "tunning_iterations": 4500, "resume_iteration": -1,
-                        "pruning_steps": 100, "initial_ratio": 0.15}
+    assert s["gmp"] == {"stable_iterations": 0, "pruning_iterations": 40,
+                        "tunning_iterations": 40, "resume_iteration": -1,
+                        "pruning_steps": 4, "initial_ratio": 0.15}
     st = dict(steps("""
         UnstructurePrune:
           prune_mode: threshold
@@ -332,8 +332,11 @@ def test_no_train_config_is_explained():
         QuantAware:
           weight_bits: 4
     """))
-    assert [s.name for s in low.steps] == ["skip_ops", "quantize", "train", "convert"]
+    assert [s.name for s in low.steps] == ["skip_ops", "quantize", "task_loss", "distill",
+                                           "train", "convert"]
     assert "No TrainConfig: ACT would not train" in low.text
+    assert "No Distillation section: ACT would not train the quantized model at all" in low.text
+    assert "task_loss(only_if: labels)" in low.text and "distill(only_if: no_labels)" in low.text
     assert any("no TrainConfig section" in str(n) for n in low.notes)
 
 
@@ -367,7 +370,7 @@ def test_old_format_notes_and_values():
     ]
     d = cfg.sections["Distillation"]
     assert d["alpha"] == 1.0 and d["loss"] == "l2" and d["merge_feed"] is True
-    assert d["node"] == ["teacher_relu_30.tmp_0", "relu_30.tmp_0"]
+    assert d["node"] == ["teacher_linear_1.tmp_1", "linear_1.tmp_1"]
     assert cfg.sections["UnstructurePrune"]["ratio"] == 0.75
     assert cfg.sections["TrainConfig"]["optimizer_builder"]["optimizer"] == {"type": "SGD"}
     assert cfg.sections["TrainConfig"]["optimizer_builder"]["weight_decay"] == 0.0005

@@ -55,7 +55,7 @@ CASES = [
      "r.actc:2:22: error: 'format' expects enum(onnx, fake), got int 8", 21),
     ('import "quantt"\nrecipe main() {}\n',
      "r.actc:1:8: error: no stdlib pass file 'quantt' (did you mean 'quant'?); stdlib: "
-     "distill, edit, quant, stages", 7),
+     "distill, edit, pact, prune, quant, stages", 7),
     ("pass p(ops: selector) {\n  rule r {\n    match o: op where ops\n"
      "    set o.attr.x = quant_input(o)\n  }\n}\n",
      "r.actc:4:20: error: unknown function 'quant_input' (did you mean 'quant_inputs'?)", 19),

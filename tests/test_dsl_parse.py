@@ -57,10 +57,11 @@ def test_empty_file_and_passes_only():
 def test_registry_has_catalogue():
     reg = default_registry()
     for name in ("skip_ops", "quantize", "set_attr", "remove_op", "rename_var", "distill",
-                 "task_loss", "strip_distill", "fake_to_onnx"):
+                 "task_loss", "strip_distill", "fake_to_onnx", "pact", "strip_pact", "sparsify",
+                 "asp_prune", "fold_masks"):
         assert reg.get(name).kind == "pass"
-    for name in ("calibrate", "search", "train", "convert", "prune_channels", "asp_prune",
-                 "prune_transformer", "sparsify"):
+    for name in ("calibrate", "search", "train", "convert", "prune_channels",
+                 "prune_transformer"):
         assert reg.get(name).kind == "stage"
     q = reg.get("quantize")
     assert q.param("weight_bits").lo == 1 and q.param("weight_bits").hi == 8

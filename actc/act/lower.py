@@ -288,6 +288,16 @@ class _Lowerer:
                        for k, v in m.items()}
                 one["merge_feed"] = True
                 self.one_distill("MultiTeacherDistillation", one, f"teacher{i + 1}_", what, i + 1)
+        else:  # ACT builds no training strategy here (PaddleSlim #1704, #1824)
+            self.comment(f"No Distillation section: ACT would not train {what} at all (#1704). "
+                         "actc trains on the",
+                         "data's labels when it has them, else distils from the input model.")
+            first = next(iter(s))
+            self.note(first, "note", f"no Distillation section: {what} trains on the data's "
+                      "labels (cross-entropy) when the training data has them, else by "
+                      "self-distillation from the input model")
+            self.step("task_loss", only_if=EnumName("labels"))
+            self.step("distill", only_if=EnumName("no_labels"))
 
     def one_distill(self, sec: str, d: dict, prefix: str, what: str, index: int | None) -> None:
         pairs, how = self.node_pairs(d["node"] or [], d["teacher_model_dir"], prefix)

@@ -310,3 +310,8 @@ class Merge:
     keep: Any | None
     share: Any | None
     pos: Pos
+
+
+@dataclass
+class Return:
+    pos: Pos

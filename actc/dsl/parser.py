@@ -368,6 +368,10 @@ class _ToAst(Transformer):
     def note_stmt(self, meta, c):
         return A.Note(c[0], _pos(meta))
 
+    @v_args(meta=True)
+    def return_stmt(self, meta, c):
+        return A.Return(_pos(meta))
+
     def at_end(self, c):
         return "end"
 

@@ -570,3 +570,24 @@ def fold_mask(ev, weight: "str", mask: "str") -> "str":
 def ops_with_attr(ev, name: "str") -> "list":
     """The ops (program order, main block) that carry attribute ``name``."""
     return [op for op in _program(ev).ops() if op.has_attr(name)]
+
+
+@primitive
+def training_labels(ev) -> "bool":
+    """Does the training data (--data, else calib.npz beside the model) carry labels?"""
+    from pathlib import Path
+
+    from actc.data import open_dataset
+
+    ctx = ev.ctx
+    source = getattr(ctx, "data", None)
+    if source is None and getattr(ctx, "source", None) is not None:
+        candidate = Path(ctx.source.directory) / "calib.npz"
+        source = str(candidate) if candidate.is_file() else None
+    if source is None:
+        return False
+    data = open_dataset(source, _program(ev))
+    if data.num_samples() is not None:
+        return data.has_labels
+    return next(iter(data.batches(1, 1)), None) is not None and \
+        next(iter(data.batches(1, 1))).label is not None

@@ -49,6 +49,10 @@ class PassResult:
 REBOUND = "__rebound__"
 
 
+class _Return(Exception):
+    """`return`: the rule is done with the current match."""
+
+
 def _child(env: dict) -> dict:
     """A nested scope: `let` stays local, `set NAME` flows back out (see _rebind)."""
     inner = dict(env)
@@ -118,7 +122,10 @@ class RuleRunner:
                 if m.where is not None and not self.ev.truth(self.ev.eval(m.where, env), env):
                     continue
                 self.result.matched += 1
-                self.block(rule.body, env)
+                try:
+                    self.block(rule.body, env)
+                except _Return:
+                    pass
             except EvalError as e:
                 raise self.err(e.message, e.pos or m.pos) from None
             except IRError as e:
@@ -291,6 +298,9 @@ class RuleRunner:
 
     def _Fail(self, s: A.Fail, env):
         raise EvalError(str(self.val(s.message, env)), s.pos)
+
+    def _Return(self, s: A.Return, env):
+        raise _Return
 
     def _Merge(self, s: A.Merge, env):
         from actc.ir.merge import merge_program

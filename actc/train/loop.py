@@ -304,6 +304,11 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
         raise
     finally:
         bar.close()
+    for g in groups:  # a schedule that reached its target is done: later trains keep the masks
+        if g.current == g.target:
+            for op in ctx.program.ops():
+                if op.has_attr("actc_mask") and op.input("Y")[0] in {m for _, m in g.pairs}:
+                    op.set_attr("actc_gmp", "")
     final = best if best is not None else _scope_arrays(scope, spec.state)
     for name in spec.state:
         if name in final:
