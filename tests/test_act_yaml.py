@@ -493,6 +493,15 @@ def test_unknown_section_did_you_mean():
     """) == "c.yaml:2:1: error: unknown section 'Distilation' (did you mean 'Distillation'?)"
 
 
+def test_global_batch_size_is_the_train_batch_size():
+    st = dict(steps("""
+        Global: {batch_size: 64}
+        Distillation: {}
+        TrainConfig: {epochs: 1}
+    """))
+    assert st["train"]["batch_size"] == 64
+
+
 def test_ignored_sections_note():
     cfg = L("""
         Global:
@@ -506,7 +515,7 @@ def test_ignored_sections_note():
     """)
     assert [str(n) for n in cfg.notes] == [
         "c.yaml:2:1: note: ignored: Global.input_name (example-script settings; actc reads "
-        "only model_dir, model_filename and params_filename)",
+        "only model_dir, model_filename, params_filename and batch_size)",
         "c.yaml:5:1: note: ignored: section 'EvalDataset' (evaluation data is given to actc "
         "separately)",
         "c.yaml:7:1: note: ignored: section 'Metric' (evaluation metrics are the user's "

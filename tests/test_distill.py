@@ -107,6 +107,10 @@ def test_task_loss_adds_a_label_feed(example_dir):
      ["loss has 1 entries but there are 2 node pairs"]),
     ('distill(nodes: [["a", "b", "c"]])', ["must be [teacher, student]"]),
     ('task_loss(output: "logits")', ["no var 'logits'"]),
+    ('distill(nodes: ["relu_1.tmp_0"], loss: fsp)', ["fsp needs node pairs two by two",
+                                                     "pair 1 has no fsp partner"]),
+    ('distill(nodes: ["relu_1.tmp_0", "linear_1.tmp_1"], loss: fsp)',
+     ["fsp needs two 4-D feature maps of the same spatial size", "linear_1.tmp_1' [-1, 10]"]),
 ])
 def test_bad_distill_arguments(example_dir, src, needles):
     with pytest.raises(ActcError) as e:

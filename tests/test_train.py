@@ -387,6 +387,13 @@ def reference_loss(kind, s, t, T=2.0):
         return np.mean((s - t) ** 2)
     if kind == "soft_label":
         return np.mean(-np.sum(_softmax(t / T) * _log_softmax(s / T), axis=1))
+    if kind == "fsp":
+        def gram(a, b):
+            n, c1, h, w = a.shape
+            return np.einsum("nik,njk->nij", a.reshape(n, c1, h * w),
+                             b.reshape(n, b.shape[1], h * w)) / (h * w)
+        (s1, s2), (t1, t2) = s, t
+        return np.mean((gram(s1, s2) - gram(t1, t2)) ** 2)
     if kind == "skd":
         mult = t.std(axis=1, ddof=1, keepdims=True)
         ln = lambda x: (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-7)
@@ -403,7 +410,7 @@ def reference_loss(kind, s, t, T=2.0):
     return (1.0 * tc + 3.0 * nc) * T * T
 
 
-@pytest.mark.parametrize("kind", ["l2", "soft_label", "skd", "dkd"])
+@pytest.mark.parametrize("kind", ["l2", "soft_label", "fsp", "skd", "dkd"])
 def test_distillation_losses_match_their_definitions(example_dir, kind):
     """The loss subgraph the pass writes computes the loss as defined (Paddle vs numpy)."""
     from actc.runtime.executor import Runner
@@ -413,17 +420,24 @@ def test_distillation_losses_match_their_definitions(example_dir, kind):
     rng = np.random.RandomState(1)
     w = np.asarray(student.params["linear_1.w_0"].array)
     student.set_param("linear_1.w_0", (w + rng.randn(*w.shape) * 0.2).astype(np.float32))
-    src = (f"recipe m() {{ distill(loss: {kind}, student_temperature: 2.0, "
+    w = np.asarray(student.params["conv2d_2.w_0"].array)
+    student.set_param("conv2d_2.w_0", (w + rng.randn(*w.shape) * 0.2).astype(np.float32))
+    nodes = ('["relu_1.tmp_0", "batch_norm_2.tmp_2"]' if kind == "fsp" else
+             '["linear_1.tmp_1"]')
+    src = (f"recipe m() {{ distill(loss: {kind}, nodes: {nodes}, student_temperature: 2.0, "
            "teacher_temperature: 2.0, dkd_temperature: 2.0, dkd_beta: 3.0) }")
     c = compile_source(src, "<t>", program=student)
     ctx = PipelineContext(program=student, source=files, original=teacher)
     run_pipeline(c, ctx)
     with np.load(example_dir / "test.npz") as z:
         images = z["image"][:32]
-    s, t, loss = Runner(ctx.program).run({"image": images}, ["linear_1.tmp_1",
-                                                             "teacher_linear_1.tmp_1",
-                                                             "distill_loss"])
-    expected = reference_loss(kind, s.astype(np.float64), t.astype(np.float64))
+    names = eval(nodes)
+    fetched = Runner(ctx.program).run({"image": images}, names + ["teacher_" + n for n in names]
+                                      + ["distill_loss"])
+    f = [a.astype(np.float64) for a in fetched]
+    k = len(names)
+    s, t, loss = (f[:k], f[k:2 * k], fetched[-1]) if kind == "fsp" else (f[0], f[1], fetched[-1])
+    expected = reference_loss(kind, s, t)
     assert float(np.asarray(loss).reshape(-1)[0]) == pytest.approx(expected, rel=2e-4)
 
 
@@ -479,3 +493,24 @@ def test_bundled_pruning_recipes(tmp_path, capsys, recipe, floor):
     else:
         assert [n for n, r in rows.items() if r["two_four"]] == [
             "conv2d_2.w_0", "conv2d_3.w_0", "linear_0.w_0", "linear_1.w_0"]
+
+
+def test_fake_format_export_with_fsp_distillation(tmp_path, capsys, test_set):
+    recipe = write(tmp_path, """recipe m() {
+        quantize(format: fake)
+        distill(nodes: ["relu_1.tmp_0", "batch_norm_2.tmp_2", "linear_1.tmp_1"],
+                loss: [fsp, fsp, l2])
+        train(epochs: 3, learning_rate: 0.005, eval_iter: 16)
+        convert(format: fake)
+    }""")
+    out = tmp_path / "fake"
+    code, stdout, err = run_main(capsys, "compile", "example", "--recipe", recipe, "-o", out)
+    assert code == 0, err
+    acc = compressed_accuracy(stdout)
+    assert acc >= 98.0
+    # the fake-format model loads in Paddle Inference and scores what training measured
+    assert accuracy(out, test_set) * 100 == pytest.approx(acc, abs=0.01)
+    types = [op.type for op in load_model(out)[0].ops()]
+    assert types.count("fake_channel_wise_quantize_dequantize_abs_max") == 6
+    assert all(op.attr("is_test") for op in load_model(out)[0].ops()
+               if op.type == "fake_quantize_dequantize_moving_average_abs_max")

@@ -64,6 +64,7 @@ class Config:
     notes: list[Note] = field(default_factory=list)
     model_location: ModelLocation | None = None
     ignored_sections: list[str] = field(default_factory=list)
+    global_train: dict = field(default_factory=dict)  # Global keys actc uses (batch_size)
 
     def __contains__(self, section: str) -> bool:
         return section in self.sections
@@ -327,6 +328,9 @@ class _Loader:
                 key = self.py(k)
                 if key in schema.GLOBAL_MODEL_KEYS:
                     loc[key] = self.check(schema.GLOBAL_MODEL_KEYS[key], v, f"Global.{key}")
+                elif key in schema.GLOBAL_TRAIN_KEYS:
+                    self.cfg.global_train[key] = self.check(schema.GLOBAL_TRAIN_KEYS[key], v,
+                                                            f"Global.{key}")
                 else:
                     rest.append(str(key))
         elif self.py(vn) is not None:
@@ -336,7 +340,8 @@ class _Loader:
                                                     loc.get("params_filename"))
         if rest:
             self.note(kn, f"ignored: Global.{', Global.'.join(rest)} (example-script settings; "
-                          "actc reads only model_dir, model_filename and params_filename)")
+                          "actc reads only model_dir, model_filename, params_filename and "
+                          "batch_size)")
 
     def old_prune_target(self, kn, vn) -> str:
         algo = "prune"

@@ -346,6 +346,10 @@ class _Lowerer:
         for k in ("weight_decay", "regularizer", "grad_clip"):
             if b.get(k) is not None:
                 args[k] = _typed_mapping(b[k]) if isinstance(b[k], dict) else b[k]
+        if self.cfg.global_train.get("batch_size"):
+            args["batch_size"] = self.cfg.global_train["batch_size"]
+            self.comment("batch_size from Global.batch_size (the batch size of ACT's example "
+                         "script's dataloader).")
         args["eval_iter"] = t["eval_iter"]
         if self.set_("TrainConfig", "logging_iter"):
             args["logging_iter"] = t["logging_iter"]

@@ -78,7 +78,7 @@ WEIGHT_QUANTIZE_TYPES = ("abs_max", "channel_wise_abs_max", "range_abs_max", "mo
 ACTIVATION_QUANTIZE_TYPES = ("abs_max", "range_abs_max", "moving_average_abs_max")
 PTQ_ALGOS = ("KL", "hist", "avg", "mse", "emd", "abs_max", "min_max", "ptf")
 RECON_LEVELS = ("layer-wise", "region-wise")
-DISTILL_LOSSES = ("l2", "soft_label", "fsp")
+DISTILL_LOSSES = ("l2", "soft_label", "fsp", "skd", "dkd")
 PRUNE_CRITERIA = ("l1_norm", "bn_scale", "geometry_median")
 
 # ---------------------------------------------------------------------------------------------
@@ -341,6 +341,10 @@ GLOBAL_MODEL_KEYS: dict[str, Key] = _keys(
     K("model_dir", "str", None, "directory of the model to compress"),
     K("model_filename", "str|null", None, "program file in model_dir (*.pdmodel)"),
     K("params_filename", "str|null", None, "params file in model_dir (*.pdiparams)"),
+)
+# Global keys of ACT's example scripts that actc uses beyond the model location.
+GLOBAL_TRAIN_KEYS: dict[str, Key] = _keys(
+    K("batch_size", "int", None, "the example script's batch size: actc's train batch size"),
 )
 
 # Sections that belong to the user's data pipeline / evaluation, not to compression:

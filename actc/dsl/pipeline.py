@@ -96,9 +96,11 @@ def run_pipeline(compiled: Compiled, ctx: PipelineContext, opts: Options | None 
         try:
             result = run_step(step, ctx)
         except ActcError as e:
-            if e.path is None:
+            # point at the user's step, not inside a stdlib pass the user never wrote
+            if e.path is None or str(e.path).startswith("<stdlib>"):
                 e.path, e.line = step.path, step.pos.line
                 e.col = step.pos.col
+                e.detail = None
             raise
         result.seconds = time.perf_counter() - t0
         results.append(result)

@@ -95,14 +95,15 @@ def build_model():
     return DigitsNet()
 
 
-def train(model, x_tr, y_tr, seed: int = SEED, epochs: int = EPOCHS, log=print):
+def train(model, x_tr, y_tr, seed: int = SEED, epochs: int = EPOCHS, log=print,
+          weight_decay: float | None = None, log_every: int = 5, lr: float = LR):
     import paddle
     import paddle.nn.functional as F
 
     rng = np.random.default_rng(seed)
     opt = paddle.optimizer.Adam(
-        learning_rate=paddle.optimizer.lr.CosineAnnealingDecay(LR, T_max=epochs),
-        parameters=model.parameters(),
+        learning_rate=paddle.optimizer.lr.CosineAnnealingDecay(lr, T_max=epochs),
+        parameters=model.parameters(), weight_decay=weight_decay,
     )
     model.train()
     n = len(x_tr)
@@ -119,14 +120,15 @@ def train(model, x_tr, y_tr, seed: int = SEED, epochs: int = EPOCHS, log=print):
             opt.clear_grad()
             tot += float(loss) * len(idx)
         opt._learning_rate.step()
-        if log and (ep % 5 == 4 or ep == epochs - 1):
+        if log and (ep % log_every == log_every - 1 or ep == epochs - 1):
             log(f"epoch {ep + 1:3d}  loss {tot / n:.4f}")
     model.eval()
     return model
 
 
-def eval_saved(out_dir: Path, x: np.ndarray, y: np.ndarray):
-    """Accuracy of the saved legacy program, loaded back with load_inference_model."""
+def eval_saved(out_dir: Path, x: np.ndarray, y: np.ndarray, batch: int | None = None):
+    """Accuracy of the saved legacy program, loaded back with load_inference_model (in
+    batches of ``batch``, default all at once)."""
     import paddle
 
     paddle.enable_static()
@@ -137,7 +139,10 @@ def eval_saved(out_dir: Path, x: np.ndarray, y: np.ndarray):
             prog, feeds, fetches = paddle.static.load_inference_model(
                 str(out_dir / "model"), exe
             )
-            (logits,) = exe.run(prog, feed={feeds[0]: x}, fetch_list=fetches)
+            step = batch or len(x)
+            logits = np.concatenate([exe.run(prog, feed={feeds[0]: x[i:i + step]},
+                                             fetch_list=fetches)[0]
+                                     for i in range(0, len(x), step)])
         ops = sorted({op.type for b in prog.blocks for op in b.ops})
         fetch_names = [v.name if hasattr(v, "name") else str(v) for v in fetches]
     finally:
