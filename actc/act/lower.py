@@ -375,8 +375,14 @@ class _Lowerer:
                      f"the output channels, ranked by {c['criterion']};",
                      "prune_params_name -> op.input in [...]" if names else
                      "no prune_params_name: every conv2d with groups 1.")
-        self.step("prune_channels", ops=ops, ratio=c["pruned_ratio"],
-                  criterion=EnumName(c["criterion"]))
+        ratio = c["pruned_ratio"]
+        if isinstance(ratio, list):  # one ratio per prune_params_name entry
+            if not names or len(names) != len(ratio):
+                raise ConfigError(self.cfg.path, *self.cfg.where[("ChannelPrune", "pruned_ratio")],
+                                  f"ChannelPrune.pruned_ratio: a list of {len(ratio)} ratios needs "
+                                  "prune_params_name with one weight per ratio")
+            ratio = dict(zip(names, ratio))
+        self.step("prune_channels", ops=ops, ratio=ratio, criterion=EnumName(c["criterion"]))
 
     def prune_ASPPrune(self) -> None:
         names = self.s["ASPPrune"]["prune_params_name"]

@@ -164,4 +164,9 @@ def strip_training_ops(ctx, opts) -> list:
 
 def results_may_change(compiled) -> bool:
     """Only recipes that run the model (a runtime stage) are worth an accuracy report."""
-    return any(getattr(step.spec, "kind", None) == "stage" for step in compiled.steps)
+    return any(getattr(step.spec, "kind", None) == "stage" or step.name in WEIGHT_PASSES
+               for step in compiled.steps)
+
+
+# passes that change what the model computes (worth an accuracy report without any stage)
+WEIGHT_PASSES = ("prune_channels", "sparsify", "asp_prune", "fold_masks")

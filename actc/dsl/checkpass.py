@@ -34,6 +34,9 @@ def check_pass(d: A.PassDef, params, path: str, source: str) -> None:
                 fail(f"unknown name '{n.id}'{did_you_mean(n.id, scope | enum_words)}", n.pos)
 
     def target(t, scope):
+        if isinstance(t, A.Attr) and t.name == "shape":  # `set VAR.shape = [...]`
+            expr(t.obj, scope)
+            return
         if isinstance(t, A.Name):  # `set x = ...` rebinds a name bound by an enclosing let
             if t.id not in scope:
                 fail(f"set {t.id}: no such name to rebind (bind it with let first)"
@@ -42,7 +45,8 @@ def check_pass(d: A.PassDef, params, path: str, source: str) -> None:
         ok = (isinstance(t, A.Attr) and isinstance(t.obj, A.Attr) and t.obj.name == "attr") or \
              (isinstance(t, A.Index) and isinstance(t.obj, A.Attr) and t.obj.name == "attr")
         if not ok:
-            fail("can only set or unset an op attribute (x.attr.NAME or x.attr[EXPR])",
+            fail("can only set an op attribute (x.attr.NAME or x.attr[EXPR]), a var's shape "
+                 "(v.shape) or a name bound by let",
                  getattr(t, "pos", None))
         expr(t, scope)
 

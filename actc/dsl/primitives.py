@@ -591,3 +591,40 @@ def training_labels(ev) -> "bool":
         return data.has_labels
     return next(iter(data.batches(1, 1)), None) is not None and \
         next(iter(data.batches(1, 1))).label is not None
+
+
+# ------------------------------------------------------------------ channel pruning
+@primitive
+def channel_prune_plan(ev, ops: "selector", ratio: "any", criterion: "str", round_to: "int",
+                       master_only: "bool") -> "mapping":
+    """Dependency groups of the selected layers, ranked by the criterion over each whole
+    group: {params: [[weight, axis, removed]], vars: [[var, shape]], attrs: [[op, name,
+    value]], report: [...]} (actc/prune/channels.py)."""
+    from actc.prune.channels import plan
+    from actc.prune.groups import creates_channels
+
+    program = _program(ev)
+    selected = set()
+    for op in program.ops():
+        made = creates_channels(program, op)
+        if made is not None and not op.has_attr("actc_teacher") and ev.test(ops, op):
+            selected.add(made[0])
+    r = dict(ratio) if isinstance(ratio, dict) else ratio
+    return plan(program, selected, r, str(criterion), int(round_to), bool(master_only))
+
+
+@primitive
+def slice_weight(ev, weight: "str", axis: "int", removed: "list") -> "str":
+    """Delete the given indices of a weight along an axis (its var's shape follows)."""
+    program = _program(ev)
+    a = np.asarray(program.params[weight].array)
+    program.set_param(weight, np.ascontiguousarray(np.delete(a, list(removed), axis=int(axis))))
+    return weight
+
+
+@primitive
+def model_size(ev) -> "str":
+    """'N params bytes, M MFLOPs' of the program (one sample, declared shapes)."""
+    from actc.prune.channels import flops, param_bytes
+    program = _program(ev)
+    return f"{param_bytes(program)} bytes of weights, {flops(program) / 1e6:.3f} MFLOPs"

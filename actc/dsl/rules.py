@@ -226,6 +226,9 @@ class RuleRunner:
         return view.op, name
 
     def _SetStmt(self, s: A.SetStmt, env):
+        if isinstance(s.target, A.Attr) and s.target.name == "shape":
+            self._set_shape(s, env)
+            return
         if isinstance(s.target, A.Name):  # rebind a name of an enclosing scope
             env[s.target.id] = self.val(s.value, env)
             env.setdefault(REBOUND, set()).add(s.target.id)
@@ -242,6 +245,24 @@ class RuleRunner:
             raise EvalError(f"cannot set attribute '{name}' of {op.type} to {show(value)}: "
                             f"{e}", s.pos) from None
         self.result.attrs_set += 1
+
+    def _set_shape(self, s: A.SetStmt, env):
+        name, shape = self.val(s.target.obj, env), self.val(s.value, env)
+        var = self.program.var(name) if isinstance(name, str) else None
+        if var is None:
+            raise EvalError(f"set .shape needs a var name, got {show(name)}", s.pos)
+        if not isinstance(shape, (list, tuple)) or not all(
+                isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise EvalError(f"a shape is a list of ints, got {show(shape)}", s.pos)
+        if var.name in self.program.params:
+            raise EvalError(f"'{var.name}' holds data: its shape follows the data", s.pos)
+        td = var._tensor_desc()
+        if td is None:
+            raise EvalError(f"'{var.name}' is not a tensor", s.pos)
+        if list(td.dims) != list(shape):
+            del td.dims[:]
+            td.dims.extend(int(d) for d in shape)
+            self.result.attrs_set += 1
 
     def _Unset(self, s: A.Unset, env):
         op, name = self._target(s.target, env)

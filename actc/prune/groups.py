@@ -1,0 +1,391 @@
+"""Channel dependency groups over the IR, as DepGraph does for PyTorch.
+
+A *space* is one channel dimension of one var (var name, axis). Starting from the output
+channels a conv or linear layer creates (the *root*), the walk follows every op that couples
+channels: batch_norm and activations carry them through, a residual `elementwise_add` ties both
+branches (so both producing convs join the group), depthwise convs pass them through (and their
+`groups` attr shrinks), `concat` maps them by offset, `flatten` into a matmul maps each channel
+to a block of rows, and every consumer's weight loses the matching input slices. Each member
+records, per root channel, which indices of its own axis belong to it (an index map), so a
+removal chosen in the root's index space lands on every member.
+
+One rule per op kind (``RULES``); an op without a rule, a model input or output, or anything
+that would need a different channel count on both sides of a fixed-size op ends the group with
+a *problem* naming the op and the reason: such a group is reported, never silently skipped.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from actc.ir.program import Op, Program
+
+UNARY = frozenset("""
+relu relu6 sigmoid tanh swish silu hard_swish hard_sigmoid leaky_relu gelu elu selu mish
+softplus softsign clip scale dropout cast abs exp log sqrt square pow assign logsigmoid
+tanh_shrink thresholded_relu brelu stanh hard_shrink softshrink celu
+""".split())
+POOLS = frozenset({"pool2d", "pool3d", "max_pool2d_with_index"})
+ELEMENTWISE = frozenset({"elementwise_add", "elementwise_sub", "elementwise_mul",
+                         "elementwise_div", "elementwise_max", "elementwise_min"})
+NORMS = frozenset({"batch_norm", "sync_batch_norm"})
+PER_TENSOR_QUANTIZERS = frozenset({"fake_quantize_dequantize_moving_average_abs_max",
+                                   "fake_quantize_dequantize_abs_max"})
+
+
+@dataclass
+class Member:
+    kind: str       # "param" or "var"
+    name: str
+    axis: int
+    map: np.ndarray  # [root channels, k]: indices of this axis per root channel, -1 = none
+    role: str       # out, in, dw, norm, bn_scale, bias, act
+    op: Op | None = None
+
+
+@dataclass
+class Group:
+    root_op: Op
+    root_param: str
+    size: int
+    members: list[Member] = field(default_factory=list)
+    attrs: list[tuple] = field(default_factory=list)  # (op, attr name, kind, member index)
+    problem: str | None = None
+
+    def params(self, role: str | None = None) -> list[Member]:
+        return [m for m in self.members if m.kind == "param" and (role is None or m.role == role)]
+
+    def describe(self) -> str:
+        outs = ", ".join(m.name for m in self.params("out") + self.params("dw"))
+        ins = ", ".join(m.name for m in self.params("in"))
+        head = f"{self.root_param} ({self.root_op.type}, {self.size} channels)"
+        if self.problem:
+            return f"{head}: cannot prune: {self.problem}"
+        return f"{head}: out {outs}; in {ins or '-'}; {len(self.params())} weights"
+
+
+class _Walk:
+    def __init__(self, program: Program, group: Group):
+        self.p = program
+        self.g = group
+        self.seen: dict[tuple[str, int], np.ndarray] = {}
+        self.queue: deque = deque()
+
+    def fail(self, op: Op | None, why: str) -> None:
+        if self.g.problem is None:
+            where = f"{op.type} writing {op.output_names[0]}" if op is not None and \
+                op.output_names else (op.type if op is not None else "")
+            self.g.problem = f"{where}: {why}" if where else why
+
+    def space(self, var: str, axis: int, m: np.ndarray, via: Op | None) -> None:
+        key = (var, axis)
+        if key in self.seen:
+            if not np.array_equal(self.seen[key], m):
+                self.fail(via, f"'{var}' is reached with two different channel mappings")
+            return
+        self.seen[key] = m
+        self.g.members.append(Member("var", var, axis, m, "act", via))
+        self.queue.append((var, axis, m, via.uid if via is not None else None))
+
+    def param(self, name: str, axis: int, m: np.ndarray, role: str, op: Op) -> None:
+        if any(x.kind == "param" and x.name == name and x.axis == axis for x in self.g.members):
+            return
+        self.g.members.append(Member("param", name, axis, m, role, op))
+
+    def run(self) -> None:
+        while self.queue and self.g.problem is None:
+            var, axis, m, came_from = self.queue.popleft()
+            v = self.p.var(var)
+            if var in self.p.feed_names():
+                self.fail(None, f"reaches the model input '{var}'")
+                return
+            if var in self.p.fetch_names():
+                self.fail(None, f"reaches the model output '{var}'")
+                return
+            prods = self.p.producers(var)
+            for op, slot, _ in prods:
+                if op.uid != came_from:  # the op that led here has done its part
+                    self.visit(op, slot, var, axis, m, from_output=True)
+            for op, slot, _ in self.p.consumers(var):
+                if op.uid == came_from:
+                    continue
+                if op.type == "fetch":
+                    self.fail(None, f"reaches the model output '{var}'")
+                    return
+                self.visit(op, slot, var, axis, m, from_output=False)
+            if v is None:
+                self.fail(None, f"'{var}' is not declared")
+
+    def visit(self, op: Op, slot: str, var: str, axis: int, m: np.ndarray,
+              from_output: bool) -> None:
+        if op.has_attr("actc_teacher") or op.has_attr("actc_loss"):
+            self.fail(op, "reaches distillation ops (prune before distill)")
+            return
+        rule = RULES.get(op.type)
+        if rule is None:
+            self.fail(op, "no channel rule for this op type")
+            return
+        rule(self, op, slot, var, axis, m, from_output)
+
+
+# ------------------------------------------------------------------ helpers
+def _rank(p: Program, var: str) -> int:
+    v = p.var(var)
+    return len(v.shape) if v is not None and v.shape is not None else 0
+
+
+def _dim(p: Program, var: str, axis: int) -> int:
+    return int(p.var(var).shape[axis])
+
+
+def _is_param(p: Program, name: str) -> bool:
+    return p.is_weight(name) and name in p.params
+
+
+def _out(op: Op) -> str:
+    return (op.output("Out") or op.output("Output") or op.output("Y"))[0]
+
+
+def _channel_axis(p: Program, op: Op, var: str) -> int:
+    layout = op.attr("data_layout", op.attr("data_format", "NCHW")) or "NCHW"
+    return _rank(p, var) - 1 if str(layout) in ("NHWC", "NLC", "NDHWC") else 1
+
+
+# ------------------------------------------------------------------ rules (one per op kind)
+def conv_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    p = w.p
+    filt = op.input("Filter")[0]
+    x, out = op.input("Input")[0], op.output("Output")[0]
+    if not _is_param(p, filt):
+        w.fail(op, "its filter is not a float weight (prune before quantize or fold_masks)")
+        return
+    if axis != _channel_axis(p, op, var):
+        w.fail(op, f"channels on axis {axis}, not the conv's channel axis")
+        return
+    cin, cout = _dim(p, x, axis), _dim(p, out, axis)
+    groups = int(op.attr("groups", 1) or 1)
+    transpose = op.type == "conv2d_transpose"
+    if op.type == "depthwise_conv2d" or (groups > 1 and groups == cin):
+        if cout != cin or groups != cin:
+            w.fail(op, f"depthwise conv with a channel multiplier ({cin} -> {cout})")
+            return
+        w.param(filt, 0, m, "dw", op)
+        w.g.attrs.append((op, "groups", "count", (x, axis)))
+        w.space(out if slot == "Input" else x, axis, m, op)
+        return
+    if groups != 1:
+        w.fail(op, f"grouped conv (groups={groups})")
+        return
+    if from_output:
+        w.param(filt, 1 if transpose else 0, m, "out", op)
+    else:
+        w.param(filt, 0 if transpose else 1, m, "in", op)
+
+
+def norm_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    p = w.p
+    if axis != _channel_axis(p, op, op.input("X")[0]):
+        w.fail(op, "channels on an axis batch_norm does not normalise over")
+        return
+    for s in ("Scale", "Bias", "Mean", "Variance"):
+        for n in op.input(s):
+            w.param(n, 0, m, "bn_scale" if s == "Scale" else "norm", op)
+    other = op.output("Y")[0] if slot == "X" else op.input("X")[0]
+    w.space(other, axis, m, op)
+
+
+def elementwise_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    p = w.p
+    x, y, out = op.input("X")[0], op.input("Y")[0], op.output("Out")[0]
+    if _is_param(p, y) or _is_param(p, x):
+        act, wt = (x, y) if _is_param(p, y) else (y, x)
+        wshape = p.var(wt).shape or ()
+        rank = _rank(p, act)
+        a = int(op.attr("axis", -1))
+        start = rank - len(wshape) if a == -1 else a
+        k = axis - start
+        if 0 <= k < len(wshape) and wshape[k] == _dim(p, act, axis):
+            if len(wshape) == 1:
+                w.param(wt, k, m, "bias", op)
+            else:
+                w.fail(op, f"{len(wshape)}-D weight operand")
+                return
+        elif 0 <= k < len(wshape) and wshape[k] != 1:
+            w.fail(op, "weight operand does not broadcast along the channel axis")
+            return
+        for v in (act, out):
+            if v != var:
+                w.space(v, axis, m, op)
+        return
+    # both activations: coupled where both have the channel dimension (not broadcast)
+    rank = _rank(p, out)
+    for v in (x, y, out):
+        if v == var:
+            continue
+        r = _rank(p, v)
+        ax = axis - (_rank(p, var) - r) if v != out else axis + (rank - _rank(p, var))
+        if 0 <= ax < r and _dim(p, v, ax) == _dim(p, var, axis):
+            w.space(v, ax, m, op)
+        elif 0 <= ax < r and _dim(p, v, ax) != 1:
+            w.fail(op, "operands disagree on the channel count")
+            return
+
+
+def unary_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    if op.type == "scale" and op.input("ScaleTensor"):
+        w.fail(op, "scale by a tensor")
+        return
+    ins = [n for s, names in op.inputs.items() for n in names if s == "X"]
+    outs = [n for s, names in op.outputs.items() for n in names if s in ("Out", "Y")]
+    for v in ins + outs:
+        if v != var:
+            w.space(v, axis, m, op)
+
+
+def pool_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    if axis != _channel_axis(w.p, op, op.input("X")[0]):
+        w.fail(op, "pooling over the channel axis")
+        return
+    other = _out(op) if slot == "X" else op.input("X")[0]
+    w.space(other, axis, m, op)
+
+
+def quant_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    if int(op.attr("quant_axis", -1)) >= 0 and op.type not in PER_TENSOR_QUANTIZERS:
+        w.fail(op, "channel-wise quantizer on an activation")
+        return
+    x = op.input("X")[0]
+    out = (op.output("Out") or op.output("Y"))[0]
+    w.space(out if var == x else x, axis, m, op)
+
+
+def concat_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    p = w.p
+    ins, out = op.input("X"), op.output("Out")[0]
+    cat = int(op.attr("axis", 0))
+    cat = cat + _rank(p, out) if cat < 0 else cat
+    if axis != cat:  # channels are not what concat joins: every operand carries them
+        for v in ins + [out]:
+            if v != var:
+                w.space(v, axis, m, op)
+        return
+    offsets = np.cumsum([0] + [_dim(p, v, axis) for v in ins])
+    if slot == "X":
+        k = ins.index(var)
+        w.space(out, axis, np.where(m >= 0, m + offsets[k], -1), op)
+        return
+    for k, v in enumerate(ins):  # from the output: the channels of each operand, by offset
+        local = np.where((m >= offsets[k]) & (m < offsets[k + 1]), m - offsets[k], -1)
+        if (local >= 0).any():
+            w.space(v, axis, local, op)
+
+
+def flatten_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    p = w.p
+    x = op.input("X")[0]
+    out = op.output("Out")[0]
+    shape = p.var(x).shape or ()
+    if op.type == "reshape2" and slot == "Out" and _is_param(p, x) and len(shape) == 1:
+        # a conv bias [C] reshaped to [1, C, 1, 1] for its elementwise_add
+        target = list(op.attr("shape", []))
+        if 0 <= axis < len(target) and target[axis] == shape[0] and \
+                all(d == 1 for i, d in enumerate(target) if i != axis):
+            w.param(x, 0, m, "bias", op)
+            w.g.attrs.append((op, "shape", f"axis{axis}", (out, axis)))
+            return
+    if op.type == "flatten_contiguous_range":
+        ok = op.attr("start_axis", 1) == axis and op.attr("stop_axis", -1) in (-1, len(shape) - 1)
+    else:  # reshape2 to [N, C*H*W]
+        target = list(op.attr("shape", []))
+        block = int(np.prod(shape[axis + 1:])) if shape else 0
+        ok = len(target) == 2 and target[0] in (0, -1) and \
+            target[1] in (-1, _dim(p, x, axis) * block)
+    if slot != "X" or not ok or any(d <= 0 for d in shape[axis + 1:]):
+        w.fail(op, "a reshape whose channel mapping is not provable")
+        return
+    k = int(np.prod(shape[axis + 1:]))
+    expanded = np.where(m[..., None] >= 0, m[..., None] * k + np.arange(k), -1)
+    w.space(out, axis, expanded.reshape(m.shape[0], -1), op)
+    if op.type == "reshape2" and -1 not in list(op.attr("shape", []))[1:]:
+        w.g.attrs.append((op, "shape", "flat", (out, axis)))
+
+
+def transpose_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    perm = list(op.attr("axis", []))
+    x, out = op.input("X")[0], op.output("Out")[0]
+    if slot == "X":
+        w.space(out, perm.index(axis), m, op)
+    else:
+        w.space(x, perm[axis], m, op)
+
+
+def matmul_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    p = w.p
+    x, y = op.input("X")[0], op.input("Y")[0]
+    if not _is_param(p, y) or len(p.var(y).shape or ()) != 2:
+        w.fail(op, "matmul between activations (attention): not a linear layer")
+        return
+    trans = bool(op.attr("trans_y", op.attr("transpose_Y", False)))
+    if axis != _rank(p, var) - 1:
+        w.fail(op, "channels on an axis other than the features")
+        return
+    if from_output:
+        w.param(y, 0 if trans else 1, m, "out", op)
+    else:
+        w.param(y, 1 if trans else 0, m, "in", op)
+
+
+RULES = {t: unary_rule for t in UNARY}
+RULES.update({t: pool_rule for t in POOLS})
+RULES.update({t: elementwise_rule for t in ELEMENTWISE})
+RULES.update({t: norm_rule for t in NORMS})
+RULES.update({t: quant_rule for t in PER_TENSOR_QUANTIZERS | {"quantize_linear",
+                                                               "dequantize_linear"}})
+RULES.update({"conv2d": conv_rule, "depthwise_conv2d": conv_rule, "conv2d_transpose": conv_rule,
+              "concat": concat_rule, "flatten_contiguous_range": flatten_rule,
+              "reshape2": flatten_rule, "transpose2": transpose_rule, "matmul_v2": matmul_rule,
+              "matmul": matmul_rule, "mul": matmul_rule})
+
+
+# ------------------------------------------------------------------ enumeration
+def creates_channels(program: Program, op: Op) -> tuple[str, str, int] | None:
+    """(weight, output var, channel axis) when ``op`` makes output channels of its own."""
+    if op.type in ("conv2d", "conv2d_transpose"):
+        filt = op.input("Filter")[0]
+        x = op.input("Input")[0]
+        groups = int(op.attr("groups", 1) or 1)
+        if _is_param(program, filt) and (groups == 1 or groups != _dim(program, x, 1)):
+            return filt, op.output("Output")[0], _channel_axis(program, op, x)
+    if op.type in ("matmul_v2", "matmul", "mul"):
+        y = op.input("Y")[0]
+        if _is_param(program, y) and len(program.var(y).shape or ()) == 2:
+            out = op.output("Out")[0]
+            return y, out, _rank(program, out) - 1
+    return None
+
+
+def channel_groups(program: Program) -> list[Group]:
+    """Every group, one per set of coupled channel-creating layers, in program order."""
+    groups: list[Group] = []
+    claimed: set[str] = set()
+    for op in program.ops():
+        if op.has_attr("actc_teacher"):
+            continue
+        made = creates_channels(program, op)
+        if made is None or made[0] in claimed:
+            continue
+        weight, out, axis = made
+        size = _dim(program, out, axis)
+        g = Group(op, weight, size)
+        walk = _Walk(program, g)
+        ident = np.arange(size)[:, None]
+        walk.param(weight, 1 if op.type == "conv2d_transpose" or
+                   (op.type != "conv2d" and not op.attr("trans_y", False)) else 0,
+                   ident, "out", op)
+        walk.space(out, axis, ident, op)
+        walk.run()
+        claimed.update(m.name for m in g.params("out"))
+        groups.append(g)
+    return groups

@@ -1,0 +1,121 @@
+"""Channel pruning: dependency groups on real programs exported by Paddle, the slicing pass,
+and the pruned model computing exactly what the unpruned model computes with the removed
+channels masked out (Paddle runs both)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from actc.dsl.compiler import compile_source
+from actc.dsl.pipeline import PipelineContext, run_pipeline
+from actc.errors import ActcError
+from actc.io.model import load_model
+from actc.prune.groups import channel_groups
+
+
+def prune(program, files, src):
+    c = compile_source(src, "<test>", program=program)
+    ctx = PipelineContext(program=program, source=files, original=program.clone())
+    run_pipeline(c, ctx)
+    return ctx
+
+
+def test_groups_of_the_example(example_dir):
+    program, _ = load_model(example_dir)
+    groups = {g.root_param: g for g in channel_groups(program)}
+    assert list(groups) == ["conv2d_0.w_0", "conv2d_3.w_0", "linear_0.w_0", "linear_1.w_0"]
+    residual = groups["conv2d_0.w_0"]
+    # both branches of the residual add, the depthwise conv between them, four batch norms'
+    # parameters, and the consumer conv's input channels
+    assert [m.name for m in residual.params("out")] == ["conv2d_0.w_0", "conv2d_2.w_0"]
+    assert [m.name for m in residual.params("dw")] == ["conv2d_1.w_0"]
+    assert [m.name for m in residual.params("in")] == ["conv2d_2.w_0", "conv2d_3.w_0"]
+    assert len(residual.params("bn_scale")) == 3
+    flat = groups["conv2d_3.w_0"]  # flatten: channel c is rows 4c .. 4c+3 of linear_0.w_0
+    (rows,) = flat.params("in")
+    assert rows.name == "linear_0.w_0" and rows.map[5].tolist() == [20, 21, 22, 23]
+    assert groups["linear_1.w_0"].problem == "reaches the model output 'linear_1.tmp_1'"
+
+
+def test_pruning_slices_weights_shapes_and_attrs(example_dir):
+    program, files = load_model(example_dir)
+    ctx = prune(program, files, "recipe m() { prune_channels(ops: op.type in {conv2d, "
+                                "matmul_v2}, ratio: 0.5) }")
+    p = ctx.program
+    shapes = {n: list(np.asarray(t.array).shape) for n, t in p.params.items()}
+    assert shapes["conv2d_0.w_0"] == [8, 1, 3, 3] and shapes["conv2d_1.w_0"] == [8, 1, 3, 3]
+    assert shapes["conv2d_2.w_0"] == [8, 8, 1, 1] and shapes["conv2d_3.w_0"] == [16, 8, 3, 3]
+    assert shapes["linear_0.w_0"] == [64, 32] and shapes["linear_1.w_0"] == [32, 10]
+    assert shapes["batch_norm2d_3.w_0"] == [16] and shapes["linear_0.b_0"] == [32]
+    dw = next(op for op in p.ops() if op.type == "depthwise_conv2d")
+    assert dw.attr("groups") == 8
+    assert list(p.var("flatten_0.tmp_0").shape) == [-1, 64]
+    notes = " ".join(ctx.notes)
+    assert "skipped linear_1.w_0 (matmul_v2, 10 channels): cannot prune: reaches the model " \
+           "output" in notes
+    assert "57512 bytes of weights, 0.235 MFLOPs -> 15720 bytes of weights, 0.068 MFLOPs" in notes
+
+
+def masked_copy(program, edits):
+    """The unpruned model with the consumers' input slices of removed channels zeroed."""
+    masked = program.clone()
+    for name, axis, idx in edits["masked"]:
+        a = np.array(masked.params[name].array)
+        np.moveaxis(a, axis, 0)[idx] = 0
+        masked.set_param(name, a)
+    return masked
+
+
+@pytest.mark.parametrize("model, prunable", [
+    ("resnet18", 12), ("mobilenet_v2", 25), ("mobilenet_v3_small", 27), ("densenet121", 120),
+    ("shufflenet_v2_x0_25", 18),
+])
+def test_pruned_equals_masked_on_corpus_models(corpus, model, prunable):
+    from actc.dsl.evaluate import Evaluator
+    from actc.dsl.primitives import channel_prune_plan
+    from actc.dsl.values import Selector
+    from actc.dsl.parser import parse_expr
+    from actc.runtime.executor import Runner
+
+    program, files = load_model(corpus[model])
+    assert sum(1 for g in channel_groups(program) if not g.problem) == prunable
+    sel = Selector(parse_expr("op.type in {conv2d, matmul_v2}"), {}, "", "")
+    edits = channel_prune_plan(Evaluator(program), sel, 0.25, "l1_norm", 1, False)
+    masked = masked_copy(program, edits)
+    ctx = prune(program, files, "recipe m() { prune_channels(ops: op.type in {conv2d, "
+                                "matmul_v2}, ratio: 0.25) }")
+    name = program.feed_names()[0]
+    shape = [2] + [d for d in program.var(name).shape[1:]]
+    x = np.random.RandomState(0).rand(*shape).astype(np.float32)
+    (want,) = Runner(masked).run({name: x})
+    (got,) = Runner(ctx.program).run({name: x})
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max()))
+    before = sum(t.array.size for t in masked.params.values())
+    after = sum(t.array.size for t in ctx.program.params.values())
+    assert after < 0.8 * before
+
+
+@pytest.mark.parametrize("ratio, needle", [
+    ('{"linear_1.w_0": 0.5}', "cannot prune 'linear_1.w_0': reaches the model output"),
+    ('{"conv2d_9.w_0": 0.5}', "'conv2d_9.w_0' is not the weight of a conv or linear layer"),
+    ("[0.5, 0.25]", "'ratio' expects float or mapping, got list"),
+    ("1.5", "ratio must be in [0, 1)"),
+])
+def test_bad_pruning_requests(example_dir, ratio, needle):
+    program, files = load_model(example_dir)
+    with pytest.raises(ActcError) as e:
+        prune(program, files, f"recipe m() {{ prune_channels(ops: op.type in {{conv2d, "
+                              f"matmul_v2}}, ratio: {ratio}) }}")
+    assert needle in str(e.value), str(e.value)
+
+
+def test_round_to_and_criteria(example_dir):
+    from actc.prune.channels import prune_count
+
+    assert prune_count(32, 0.3, 8) == 8 and prune_count(32, 0.3, 1) == 10
+    assert prune_count(16, 0.99, 1) == 15 and prune_count(6, 0.5, 8) == 0
+    for criterion in ("bn_scale", "geometry_median"):
+        program, files = load_model(example_dir)
+        ctx = prune(program, files, f"recipe m() {{ prune_channels(ratio: 0.25, "
+                                    f"criterion: {criterion}, round_to: 4) }}")
+        assert list(np.asarray(ctx.program.params["conv2d_3.w_0"].array).shape) == [24, 12, 3, 3]
