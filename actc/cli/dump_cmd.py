@@ -21,6 +21,7 @@ examples:
   actc dump model_dir --op-types              # which op types, how many
   actc dump model_dir --weights               # persistable vars: name, shape, dtype, bytes
   actc dump model_dir --sparsity              # fraction zero per weight, 2:4 pattern check
+  actc dump model_dir --prune-groups          # which weights channel pruning can prune (#1588)
   actc dump model_dir --op-type conv2d,mul    # only those ops
   actc dump model_dir --var 'conv2d_3*'       # ops reading or writing matching vars
   actc dump model_dir --format json -o m.json
@@ -42,6 +43,8 @@ def add_parser(sub) -> None:
                    help="op type histogram (count per type, per block when there are several)")
     p.add_argument("--weights", action="store_true",
                    help="persistable vars: name, shape, dtype, bytes, and the total")
+    p.add_argument("--prune-groups", action="store_true",
+                   help="channel dependency groups: what prune_channels can prune, or why not")
     p.add_argument("--sparsity", action="store_true",
                    help="per weight: fraction zero and whether 2:4 holds along its input dim")
     p.add_argument("--attrs", choices=("nondefault", "all"), default="nondefault",
@@ -90,9 +93,10 @@ def run(args) -> int:
     out_suffix = Path(args.output).suffix.lower() if args.output else ""
     if fmt is None:
         fmt = SUFFIX_FORMATS.get(out_suffix, "text")
-    if (args.op_types or args.weights or args.sparsity) and fmt == "dot":
-        raise ActcError("--op-types, --weights and --sparsity print tables: use --format text "
-                        "or json")
+    tables_wanted = args.op_types or args.weights or args.sparsity or args.prune_groups
+    if tables_wanted and fmt == "dot":
+        raise ActcError("--op-types, --weights, --sparsity and --prune-groups print tables: "
+                        "use --format text or json")
     render_image = fmt == "dot" and out_suffix in dot.RENDER_FORMATS
     if out_suffix in dot.RENDER_FORMATS and fmt != "dot":
         raise ActcError(f"{out_suffix} output is a rendered graph: use --format dot",
@@ -105,7 +109,7 @@ def run(args) -> int:
         _check_filter(flt, program)
     pred = flt if flt else None
 
-    if args.op_types or args.weights or args.sparsity:
+    if tables_wanted:
         names = None
         if pred is not None:
             names = {n for op in program.ops(block=None) if pred(op)
@@ -122,6 +126,8 @@ def run(args) -> int:
                 obj["weights_total_bytes"] = sum(r["bytes"] for r in rows)
             if args.sparsity:
                 obj["sparsity"] = tables.sparsity_rows(program, names)
+            if args.prune_groups:
+                obj["prune_groups"] = tables.prune_group_rows(program)
             result = json_fmt.dumps(obj)
         else:
             parts = []
@@ -131,6 +137,8 @@ def run(args) -> int:
                 parts.append(tables.weights_text(program, names))
             if args.sparsity:
                 parts.append(tables.sparsity_text(program, names))
+            if args.prune_groups:
+                parts.append(tables.prune_groups_text(program))
             result = "\n".join(parts)
     elif fmt == "json":
         result = json_fmt.render(program, ops=pred)

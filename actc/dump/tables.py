@@ -112,3 +112,31 @@ def sparsity_text(program: Program, names: set[str] | None = None) -> str:
                f"{human_count(total)} values zero; 2:4 holds for "
                f"{sum(1 for r in rows if r['two_four'])} of them")
     return "\n".join(out) + "\n"
+
+
+def prune_group_rows(program: Program) -> list[dict]:
+    """The channel dependency groups: what `prune_channels` can prune, or why not."""
+    from actc.prune.groups import channel_groups
+
+    rows = []
+    for g in channel_groups(program):
+        rows.append({"root": g.root_param, "op": g.root_op.type, "channels": g.size,
+                     "out": [m.name for m in g.params("out") + g.params("dw")],
+                     "in": [m.name for m in g.params("in")],
+                     "weights": len(g.params()), "problem": g.problem})
+    return rows
+
+
+def prune_groups_text(program: Program) -> str:
+    rows = prune_group_rows(program)
+    out = []
+    for r in rows:
+        head = f"{r['root']} ({r['op']}, {r['channels']} channels)"
+        if r["problem"]:
+            out.append(f"{head}: not prunable: {r['problem']}")
+        else:
+            out.append(f"{head}: prunes {', '.join(r['out'])}; inputs of "
+                       f"{', '.join(r['in']) or '-'} ({r['weights']} weights in the group)")
+    ok = sum(1 for r in rows if not r["problem"])
+    out.append(f"total: {len(rows)} groups, {ok} prunable")
+    return "\n".join(out) + "\n"

@@ -302,6 +302,10 @@ def flatten_rule(w: _Walk, op, slot, var, axis, m, from_output):
         block = int(np.prod(shape[axis + 1:])) if shape else 0
         ok = len(target) == 2 and target[0] in (0, -1) and \
             target[1] in (-1, _dim(p, x, axis) * block)
+    if op.type == "reshape2" and len(list(op.attr("shape", []))) == len(shape) + 1:
+        w.fail(op, "a channel shuffle or split into groups (reshape to one more axis): "
+                   "not supported yet")
+        return
     if slot != "X" or not ok or any(d <= 0 for d in shape[axis + 1:]):
         w.fail(op, "a reshape whose channel mapping is not provable")
         return
