@@ -14,7 +14,7 @@ import traceback
 from actc.errors import ActcError
 
 # Subcommand modules, in the order ``actc --help`` lists them.
-COMMANDS = ["dump", "compile", "check", "passes", "lower", "eval"]
+COMMANDS = ["dump", "compile", "check", "passes", "lower", "eval", "sensitivity"]
 
 
 def _load_commands() -> dict[str, object]:
