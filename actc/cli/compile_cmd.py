@@ -169,4 +169,4 @@ def results_may_change(compiled) -> bool:
 
 
 # passes that change what the model computes (worth an accuracy report without any stage)
-WEIGHT_PASSES = ("prune_channels", "sparsify", "asp_prune", "fold_masks")
+WEIGHT_PASSES = ("prune_channels", "prune_transformer", "sparsify", "asp_prune", "fold_masks")

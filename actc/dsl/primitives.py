@@ -628,3 +628,26 @@ def model_size(ev) -> "str":
     from actc.prune.channels import flops, param_bytes
     program = _program(ev)
     return f"{param_bytes(program)} bytes of weights, {flops(program) / 1e6:.3f} MFLOPs"
+
+
+@primitive
+def transformer_prune_plan(ev, ratio: "float") -> "mapping":
+    """Attention heads (ranked by weight magnitude) and feed-forward neurons (channel groups
+    of the linear layers, l1_norm) removed at ``ratio``: the same edit plan as
+    channel_prune_plan."""
+    from actc.errors import ActcError
+    from actc.prune.channels import plan
+    from actc.prune.groups import channel_groups
+    from actc.prune.heads import head_plan
+
+    program = _program(ev)
+    heads = head_plan(program, float(ratio))
+    if heads["blocks"] == 0:
+        raise ActcError("prune_transformer: no multi-head attention found (softmax between "
+                        "two matmul_v2 of projected, reshaped and transposed inputs)")
+    ffn = {g.root_param for g in channel_groups(program)
+           if not g.problem and g.root_op.type in ("matmul_v2", "mul", "matmul")}
+    edits = plan(program, ffn, float(ratio), "l1_norm", 1, False) if ffn else \
+        {"params": [], "vars": [], "attrs": [], "report": ["no feed-forward block to prune"],
+         "masked": []}
+    return {k: heads[k] + edits[k] for k in ("params", "vars", "attrs", "report", "masked")}

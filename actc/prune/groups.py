@@ -303,8 +303,8 @@ def flatten_rule(w: _Walk, op, slot, var, axis, m, from_output):
         ok = len(target) == 2 and target[0] in (0, -1) and \
             target[1] in (-1, _dim(p, x, axis) * block)
     if op.type == "reshape2" and len(list(op.attr("shape", []))) == len(shape) + 1:
-        w.fail(op, "a channel shuffle or split into groups (reshape to one more axis): "
-                   "not supported yet")
+        w.fail(op, "a split into heads or groups (reshape to one more axis): attention "
+                   "heads are pruned by prune_transformer; channel shuffles not yet")
         return
     if slot != "X" or not ok or any(d <= 0 for d in shape[axis + 1:]):
         w.fail(op, "a reshape whose channel mapping is not provable")

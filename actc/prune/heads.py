@@ -1,0 +1,170 @@
+"""Attention heads in the IR, and the plan that removes some of them (ACT TransformerPrune).
+
+Multi-head attention as paddle.nn.MultiHeadAttention exports it: three projections
+(matmul_v2 + bias add) each reshaped to [N, L, H, D] and transposed to [N, H, L, D]; scores
+= matmul_v2(q, k, trans_y) (q scaled first), softmax (and dropout) over the last axis, context
+= matmul_v2(probs, v), transposed back, reshaped to [N, L, H*D] and projected out. Removing head
+h removes columns h*D .. h*D+D-1 of the q/k/v projections and their biases, the same rows of
+the output projection, and shrinks H in every var and reshape between them. The feed-forward
+blocks are ordinary channel groups (actc.prune.groups): fc1's output neurons.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from actc.errors import ActcError
+from actc.ir.program import Op, Program
+
+
+@dataclass
+class Attention:
+    softmax: Op
+    heads: int
+    head_dim: int
+    proj: dict = field(default_factory=dict)   # "q"/"k"/"v" -> (weight, bias or None)
+    out_weight: str = ""
+    head_vars: list = field(default_factory=list)   # (var, axis) whose size is H
+    embed_vars: list = field(default_factory=list)  # (var, axis) whose size is H*D
+    split_reshapes: list = field(default_factory=list)
+    merge_reshape: Op | None = None
+
+
+def _prod(p: Program, var: str):
+    prods = p.producers(var)
+    return prods[0][0] if prods else None
+
+
+def _only_consumer(p: Program, var: str):
+    users = p.consumers(var)
+    return users[0][0] if len(users) == 1 else None
+
+
+def _projection(p: Program, a: Attention, var: str, name: str) -> bool:
+    """var = transpose2(reshape2(bias_add(matmul_v2(x, W)))) -> records it; False if not."""
+    tr = _prod(p, var)
+    if tr is None or tr.type != "transpose2" or list(tr.attr("axis", [])) != [0, 2, 1, 3]:
+        return False
+    rs = _prod(p, tr.input("X")[0])
+    if rs is None or rs.type != "reshape2":
+        return False
+    shape = list(rs.attr("shape", []))
+    if len(shape) != 4 or shape[2] != a.heads or shape[3] != a.head_dim:
+        return False
+    src = rs.input("X")[0]
+    add = _prod(p, src)
+    bias, lin_out = None, src
+    if add is not None and add.type == "elementwise_add" and p.is_weight(add.input("Y")[0]):
+        bias, lin_out = add.input("Y")[0], add.input("X")[0]
+        a.embed_vars.append((src, 2))
+    mm = _prod(p, lin_out)
+    if mm is None or mm.type != "matmul_v2" or not p.is_weight(mm.input("Y")[0]) or \
+            mm.attr("trans_y", False):
+        return False
+    a.proj[name] = (mm.input("Y")[0], bias)
+    a.embed_vars.append((lin_out, 2))
+    a.head_vars += [(rs.output("Out")[0], 2), (var, 1)]
+    a.split_reshapes.append(rs)
+    return True
+
+
+def find_attention(program: Program) -> list[Attention]:
+    found = []
+    for sm in program.ops("softmax"):
+        scores = sm.input("X")[0]
+        mm = _prod(program, scores)
+        if mm is None or mm.type != "matmul_v2" or not mm.attr("trans_y", False):
+            continue
+        shape = program.var(scores).shape or ()
+        if len(shape) != 4:
+            continue
+        q_in, k_in = mm.input("X")[0], mm.input("Y")[0]
+        qv = q_in
+        scale = _prod(program, q_in)
+        extra = []
+        if scale is not None and scale.type == "scale":
+            qv = scale.input("X")[0]
+            extra.append((q_in, 1))
+        kdims = program.var(k_in).shape or ()
+        a = Attention(sm, int(shape[1]), int(kdims[3]) if len(kdims) == 4 else -1)
+        probs = sm.output("Out")[0]
+        nxt = _only_consumer(program, probs)
+        chain = [(probs, 1)]
+        if nxt is not None and nxt.type == "dropout":
+            probs = nxt.output("Out")[0]
+            chain.append((probs, 1))
+            nxt = _only_consumer(program, probs)
+        if nxt is None or nxt.type != "matmul_v2" or nxt.input("X")[0] != probs:
+            continue
+        ctx = nxt.output("Out")[0]
+        tr = _only_consumer(program, ctx)
+        if tr is None or tr.type != "transpose2" or list(tr.attr("axis", [])) != [0, 2, 1, 3]:
+            continue
+        rs = _only_consumer(program, tr.output("Out")[0])
+        if rs is None or rs.type != "reshape2" or len(list(rs.attr("shape", []))) != 3:
+            continue
+        out_mm = _only_consumer(program, rs.output("Out")[0])
+        if out_mm is None or out_mm.type != "matmul_v2" or not program.is_weight(
+                out_mm.input("Y")[0]):
+            continue
+        if not (_projection(program, a, qv, "q") and _projection(program, a, k_in, "k") and
+                _projection(program, a, nxt.input("Y")[0], "v")):
+            continue
+        a.out_weight = out_mm.input("Y")[0]
+        a.head_vars += extra + [(scores, 1)] + chain + [(ctx, 1), (tr.output("Out")[0], 2)]
+        a.embed_vars.append((rs.output("Out")[0], 2))
+        a.merge_reshape = rs
+        found.append(a)
+    return found
+
+
+def head_importance(program: Program, a: Attention) -> np.ndarray:
+    """Label-free: the L1 norm of each head's slice of the four projection matrices."""
+    d = a.head_dim
+    score = np.zeros(a.heads)
+    for w, _ in a.proj.values():
+        cols = np.abs(np.asarray(program.params[w].array)).reshape(-1, a.heads, d)
+        score += cols.sum(axis=(0, 2))
+    rows = np.abs(np.asarray(program.params[a.out_weight].array)).reshape(a.heads, d, -1)
+    return score + rows.sum(axis=(1, 2))
+
+
+def head_plan(program: Program, ratio: float) -> dict:
+    """Edits removing round(ratio * H) heads (at least one stays) in every attention block."""
+    if not 0.0 <= ratio < 1.0:
+        raise ActcError(f"prune_transformer: ratio must be in [0, 1), got {ratio}")
+    blocks = find_attention(program)
+    params, shapes, attrs, report, masked = [], [], [], [], []
+    for a in blocks:
+        n = min(a.heads - 1, int(round(a.heads * ratio)))
+        if n == 0:
+            continue
+        gone = np.sort(np.argsort(head_importance(program, a), kind="stable")[:n])
+        cols = sorted(int(h * a.head_dim + j) for h in gone for j in range(a.head_dim))
+        for w, b in a.proj.values():
+            params.append([w, 1, cols])
+            if b is not None:
+                params.append([b, 0, cols])
+        params.append([a.out_weight, 0, cols])
+        masked.append([a.out_weight, 0, cols])  # a head whose output rows are zero is gone
+        keep_h = a.heads - n
+        for var, axis in dict.fromkeys(a.head_vars):
+            shape = list(program.var(var).shape)
+            shape[axis] = keep_h
+            shapes.append([var, shape])
+        for var, axis in dict.fromkeys(a.embed_vars):
+            shape = list(program.var(var).shape)
+            shape[axis] = keep_h * a.head_dim
+            shapes.append([var, shape])
+        for rs in a.split_reshapes:
+            target = list(rs.attr("shape"))
+            target[2] = keep_h
+            attrs.append([rs, "shape", target])
+        target = list(a.merge_reshape.attr("shape"))
+        target[2] = keep_h * a.head_dim
+        attrs.append([a.merge_reshape, "shape", target])
+        report.append(f"attention at {a.softmax.output('Out')[0]}: {a.heads} -> {keep_h} heads "
+                      f"(dropped {', '.join(str(int(h)) for h in gone)}; by weight magnitude)")
+    return {"params": params, "vars": shapes, "attrs": attrs, "report": report,
+            "masked": masked, "blocks": len(blocks)}

@@ -1,0 +1,114 @@
+"""TransformerPrune on a paddle.nn.TransformerEncoder classifier (exported by Paddle 2.6.2,
+tools/make_transformer_fixture.py): heads and feed-forward neurons removed physically, the
+pruned encoder equal to the masked one, running in Paddle Inference, and fine-tuned back."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actc.dsl.compiler import compile_source
+from actc.dsl.pipeline import PipelineContext, run_pipeline
+from actc.errors import ActcError
+from actc.io.model import load_model
+from actc.prune.heads import find_attention
+
+FIXTURE = Path(__file__).parent / "fixtures" / "tfm_encoder"
+
+
+def test_attention_blocks_are_found():
+    program, _ = load_model(FIXTURE)
+    blocks = find_attention(program)
+    assert len(blocks) == 2 and all((a.heads, a.head_dim) == (4, 8) for a in blocks)
+    a = blocks[0]
+    assert [a.proj[k][0] for k in "qkv"] == ["linear_0.w_0", "linear_1.w_0", "linear_2.w_0"]
+    assert a.out_weight == "linear_3.w_0"
+
+
+def test_pruned_encoder_equals_the_masked_one():
+    pytest.importorskip("paddle")
+    from actc.dsl.evaluate import Evaluator
+    from actc.dsl.primitives import transformer_prune_plan
+    from actc.runtime.executor import Runner
+
+    program, files = load_model(FIXTURE)
+    edits = transformer_prune_plan(Evaluator(program), 0.5)
+    masked = program.clone()
+    for name, axis, idx in edits["masked"]:
+        a = np.array(masked.params[name].array)
+        np.moveaxis(a, axis, 0)[idx] = 0
+        masked.set_param(name, a)
+    c = compile_source("recipe m() { prune_transformer(ratio: 0.5) }", "<t>", program=program)
+    ctx = PipelineContext(program=program, source=files, original=program.clone())
+    run_pipeline(c, ctx)
+    p = ctx.program
+    assert list(np.asarray(p.params["linear_0.w_0"].array).shape) == [32, 16]
+    assert list(np.asarray(p.params["linear_3.w_0"].array).shape) == [16, 32]
+    assert list(np.asarray(p.params["linear_4.w_0"].array).shape) == [32, 32]  # FFN 64 -> 32
+    shapes = [list(op.attr("shape")) for op in p.ops("reshape2")]
+    assert [0, 0, 2, 8] in shapes and [0, 0, 16] in shapes
+    with np.load(FIXTURE / "test.npz") as z:
+        tokens = z["tokens"][:16]
+    (want,) = Runner(masked).run({"tokens": tokens})
+    (got,) = Runner(p).run({"tokens": tokens})
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_prune_and_fine_tune_the_encoder(tmp_path, capsys):
+    pytest.importorskip("paddle")
+    from actc.cli.main import main
+
+    recipe = tmp_path / "r.actc"
+    recipe.write_text("""recipe m() {
+        prune_transformer(ratio: 0.5)
+        distill()
+        task_loss()
+        train(epochs: 6, learning_rate: 0.002, optimizer: {type: Adam}, eval_iter: 32)
+    }""")
+    out = tmp_path / "pruned"
+    code = main(["compile", str(FIXTURE), "--recipe", str(recipe), "-o", str(out),
+                 "--data", str(FIXTURE / "train.npz")])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert "4 -> 2 heads" in cap.err and "linear_4.w_0: 64 -> 32 channels" in cap.err
+    acc = float(re.search(r"compressed (\d+\.\d+)%", cap.out).group(1))
+    assert acc >= 97.0  # fp32 100% on this task; 90.5% pruned before fine-tuning
+    # the pruned encoder loads in Paddle Inference
+    from actc.runtime.paddle_env import import_paddle
+    paddle = import_paddle()
+    config = paddle.inference.Config(str(out / "model.pdmodel"), str(out / "model.pdiparams"))
+    config.disable_glog_info()
+    predictor = paddle.inference.create_predictor(config)
+    with np.load(FIXTURE / "test.npz") as z:
+        tokens, labels = z["tokens"], z["label"]
+    h = predictor.get_input_handle("tokens")
+    h.reshape(tokens.shape)
+    h.copy_from_cpu(tokens)
+    predictor.run()
+    logits = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    assert float((logits.argmax(1) == labels).mean()) * 100 == pytest.approx(acc, abs=0.01)
+
+
+def test_a_model_without_attention_is_refused(example_dir):
+    program, files = load_model(example_dir)
+    c = compile_source("recipe m() { prune_transformer(ratio: 0.25) }", "<t>", program=program)
+    with pytest.raises(ActcError, match="no multi-head attention found"):
+        run_pipeline(c, PipelineContext(program=program, source=files))
+
+
+@pytest.mark.parametrize("how", [("--config", "act_transformer_prune.yaml"),
+                                 ("--recipe", "prune_transformer")])
+def test_bundled_transformer_prune_config_and_recipe(tmp_path, capsys, how):
+    pytest.importorskip("paddle")
+    from actc.cli.main import main
+    from actc.dsl.resources import data_dir
+
+    arg = str(data_dir("actc.configs") / how[1]) if how[0] == "--config" else how[1]
+    code = main(["compile", str(FIXTURE), how[0], arg, "-o", str(tmp_path / "o"),
+                 "--data", str(FIXTURE / "train.npz")])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert "4 -> 3 heads" in cap.err
+    assert float(re.search(r"compressed (\d+\.\d+)%", cap.out).group(1)) >= 98.0  # 99.25/99.50
