@@ -262,8 +262,14 @@ def test_multi_teacher():
 
 def test_channel_asp_transformer_keys():
     st = dict(steps((CONFIGS / "act_channel_prune.yaml").read_text()))
-    assert st["prune_channels"] == {"ops": 'op.input in ["conv1_weights"]', "ratio": 0.25,
-                                    "criterion": "l1_norm"}
+    assert st["prune_channels"] == {"ops": 'op.input in ["conv2d_0.w_0", "conv2d_3.w_0"]',
+                                    "ratio": 0.25, "criterion": "l1_norm"}
+    st = dict(steps("""
+        ChannelPrune:
+          pruned_ratio: [0.5, 0.25]
+          prune_params_name: [conv2d_0.w_0, conv2d_3.w_0]
+    """))
+    assert st["prune_channels"]["ratio"] == {"conv2d_0.w_0": 0.5, "conv2d_3.w_0": 0.25}
     st = dict(steps("""
         ChannelPrune:
           pruned_ratio: 0.3
