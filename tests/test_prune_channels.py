@@ -149,3 +149,60 @@ def test_prune_and_fine_tune_on_the_example(tmp_path, capsys, example_dir, how, 
     assert acc >= floor  # fp32 98.61; measured 98.33 (50% of every group) and 97.50 (25%)
     size = lambda p: sum(t.array.size for t in p.params.values())  # noqa: E731
     assert size(load_model(out)[0]) < 0.75 * size(load_model(example_dir)[0])
+
+
+def test_split_and_concat_groups_on_a_model_paddle_exports(tmp_path):
+    """conv -> split -> two convs -> concat -> conv: offsets map channels both ways."""
+    pytest.importorskip("paddle")
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os
+        os.environ["FLAGS_enable_pir_api"] = "0"
+        import paddle, paddle.nn as nn
+        paddle.seed(0)
+        class Net(nn.Layer):
+            def __init__(self):
+                super().__init__()
+                self.stem = nn.Conv2D(3, 12, 3, padding=1)
+                self.a = nn.Conv2D(4, 6, 3, padding=1)
+                self.b = nn.Conv2D(8, 10, 1)
+                self.head = nn.Conv2D(16, 5, 1)
+            def forward(self, x):
+                y = paddle.nn.functional.relu(self.stem(x))
+                p, q = paddle.split(y, [4, 8], axis=1)
+                z = paddle.concat([self.a(p), self.b(q)], axis=1)
+                return self.head(paddle.nn.functional.relu(z))
+        net = Net()
+        net.eval()
+        paddle.jit.save(net, r"{tmp_path / 'net' / 'model'}",
+                        input_spec=[paddle.static.InputSpec([None, 3, 8, 8], "float32", "x")])
+    """)
+    env = dict(os.environ, FLAGS_enable_pir_api="0")
+    path = tmp_path / "export.py"  # dy2static reads the model's source: a file, not -c
+    path.write_text(script)
+    subprocess.run([sys.executable, str(path)], check=True, env=env, capture_output=True)
+    from actc.dsl.evaluate import Evaluator
+    from actc.dsl.parser import parse_expr
+    from actc.dsl.primitives import channel_prune_plan
+    from actc.dsl.values import Selector
+    from actc.runtime.executor import Runner
+
+    program, files = load_model(tmp_path / "net")
+    groups = {g.root_param: g for g in channel_groups(program)}
+    stem = next(g for name, g in groups.items() if g.size == 12)
+    assert stem.problem is None and len(stem.params("in")) == 2  # both convs after the split
+    sel = Selector(parse_expr("op.type == conv2d"), {}, "", "")
+    edits = channel_prune_plan(Evaluator(program), sel, 0.5, "l1_norm", 1, False)
+    masked = masked_copy(program, edits)
+    ctx = prune(program, files, "recipe m() { prune_channels(ops: op.type == conv2d, "
+                                "ratio: 0.5) }")
+    split = next(op for op in ctx.program.ops() if op.type == "split")
+    assert sum(split.attr("sections")) == 6
+    x = np.random.RandomState(0).rand(2, 3, 8, 8).astype(np.float32)
+    (want,) = Runner(masked).run({"x": x})
+    (got,) = Runner(ctx.program).run({"x": x})
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -125,8 +125,11 @@ def plan(program: Program, selected: set[str], ratio, criterion: str, round_to: 
             removal.setdefault((m.kind, m.name, m.axis), set()).update(idx)
             if m.kind == "param" and m.role == "in":
                 consumers.setdefault((m.name, m.axis), set()).update(idx)
-        for op, attr, kind, (var, axis) in g.attrs:
-            edits_attrs.append((op, attr, kind, var, axis))
+        for op, attr, kind, where in g.attrs:
+            if kind == "sections":
+                edits_attrs.append((op, attr, kind, where, None))
+            else:
+                edits_attrs.append((op, attr, kind, where[0], where[1]))
         touched += 1
         report.append(f"{', '.join(m.name for m in g.params('out') + g.params('dw'))}: "
                       f"{g.size} -> {g.size - n} channels ({criterion})")
@@ -144,6 +147,12 @@ def plan(program: Program, selected: set[str], ratio, criterion: str, round_to: 
             new_dims[(name, axis)] = shape[axis]
             shapes.append([name, shape])
     for op, attr, kind, var, axis in edits_attrs:
+        if kind == "sections":  # split: each output's new size (num becomes explicit)
+            sizes = [new_dims.get(va, program.var(va[0]).shape[va[1]]) for va in var]
+            if op.attr("num", 0):
+                attrs.append([op, "num", 0])
+            attrs.append([op, "sections", sizes])
+            continue
         dim = new_dims.get((var, axis))
         if dim is None:
             continue

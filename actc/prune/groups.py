@@ -282,6 +282,46 @@ def concat_rule(w: _Walk, op, slot, var, axis, m, from_output):
             w.space(v, axis, local, op)
 
 
+def split_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    p = w.p
+    x, outs = op.input("X")[0], op.output("Out")
+    if op.input("AxisTensor") or op.input("SectionsTensorList"):
+        w.fail(op, "split sizes given by tensors")
+        return
+    ax = int(op.attr("axis", 0))
+    ax = ax + _rank(p, x) if ax < 0 else ax
+    if axis != ax:
+        for v in [x] + outs:
+            if v != var:
+                w.space(v, axis, m, op)
+        return
+    offsets = np.cumsum([0] + [_dim(p, v, axis) for v in outs])
+    if slot == "X":  # each output holds its range of the input's channels
+        for k, v in enumerate(outs):
+            local = np.where((m >= offsets[k]) & (m < offsets[k + 1]), m - offsets[k], -1)
+            if (local >= 0).any():
+                w.space(v, axis, local, op)
+        w.g.attrs.append((op, "sections", "sections", tuple((v, axis) for v in outs)))
+        return
+    k = outs.index(var)
+    w.space(x, axis, np.where(m >= 0, m + offsets[k], -1), op)
+    w.g.attrs.append((op, "sections", "sections", tuple((v, axis) for v in outs)))
+
+
+def slice_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    p = w.p
+    x, out = op.input("Input")[0], op.output("Out")[0]
+    axes = list(op.attr("axes", []))
+    if op.input("StartsTensor") or op.input("EndsTensor") or op.input("StartsTensorList") or \
+            op.attr("decrease_axis"):
+        w.fail(op, "slice bounds given by tensors, or a slice that drops axes")
+        return
+    if axis not in axes:
+        w.space(out if slot == "Input" else x, axis, m, op)
+        return
+    w.fail(op, "a slice of the channel axis (the kept range would change)")
+
+
 def flatten_rule(w: _Walk, op, slot, var, axis, m, from_output):
     p = w.p
     x = op.input("X")[0]
@@ -348,7 +388,8 @@ RULES.update({t: norm_rule for t in NORMS})
 RULES.update({t: quant_rule for t in PER_TENSOR_QUANTIZERS | {"quantize_linear",
                                                                "dequantize_linear"}})
 RULES.update({"conv2d": conv_rule, "depthwise_conv2d": conv_rule, "conv2d_transpose": conv_rule,
-              "concat": concat_rule, "flatten_contiguous_range": flatten_rule,
+              "concat": concat_rule, "split": split_rule, "slice": slice_rule,
+              "flatten_contiguous_range": flatten_rule,
               "reshape2": flatten_rule, "transpose2": transpose_rule, "matmul_v2": matmul_rule,
               "matmul": matmul_rule, "mul": matmul_rule})
 
