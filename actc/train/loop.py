@@ -280,11 +280,16 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
                 bar.set_postfix(loss=f"{loss:.4g}", lr=f"{_lr(built, args):.3g}",
                                 samples_s=f"{rate:.0f}")
                 last_log = (it, loss, rate)
+                if bar.disable:  # no terminal (a log file, CI): one line per logging_iter
+                    log(f"train: iteration {it}/{total} loss {loss:.4g} lr "
+                        f"{_lr(built, args):.3g} {rate:.0f} samples/s")
             if metric_of is not None and (it % eval_iter == 0 or it == total):
                 v0 = time.perf_counter()
                 m = metric_of()
                 eval_seconds += time.perf_counter() - v0
                 bar.set_postfix(loss=f"{loss:.4g}", metric=m.show())
+                if bar.disable:
+                    log(f"train: iteration {it}/{total} eval {m.name} {m.show()}")
                 pruned = all(g.current == g.target for g in groups)  # GMP: only at target
                 if pruned and (best_metric is None or m.value > best_metric.value):
                     best_metric, best_iter = m, it
@@ -339,6 +344,12 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
         notes.append("train: no evaluation data (--eval-data, or a test.npz beside the model): "
                      "kept the last weights")
     return notes
+
+
+def log(line: str) -> None:
+    """Training progress on stderr when there is no progress bar."""
+    import sys
+    print(line, file=sys.stderr, flush=True)
 
 
 def after_step(iteration: int) -> None:
