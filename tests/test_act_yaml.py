@@ -592,3 +592,15 @@ def test_schema_table_is_complete():
     for s in ("Global", "TrainDataset", "EvalDataset", "EvalReader", "TrainReader", "Metric",
               "PostProcess"):
         assert s in schema.IGNORED_SECTIONS
+
+
+def test_a_long_single_argument_still_renders_a_valid_recipe():
+    from actc.dsl.parser import parse
+
+    low = lower(L("""
+        QuantPost:
+          skip_tensor_list: [conv2d_0.tmp_0_a_long_name_aaaaaaaaaa, conv2d_1.tmp_0_a_long_name_bbbbbbbbbb, conv2d_2.tmp_0_long_name_c]
+    """))
+    line = next(l for l in low.text.splitlines() if "skip_ops(" in l)
+    assert len(line) > 100 and line.rstrip().endswith(")")
+    parse(low.text, "<lowered>")  # parses

@@ -439,7 +439,7 @@ def render(steps: list[Step], cfg: Config | None = None, name: str = "main",
             out.append(f"    # {c}")
         parts = [f"{k}: {show(v)}" for k, v in st.args.items()]
         one = f"    {st.name}(" + ", ".join(parts) + ")"
-        if len(one) <= 100:
+        if len(one) <= 100 or len(parts) <= 1:  # (a single argument cannot be wrapped)
             out.append(one)
         else:
             pad = " " * (len(st.name) + 5)
