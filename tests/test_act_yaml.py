@@ -346,13 +346,18 @@ def test_no_train_config_is_explained():
     assert any("no TrainConfig section" in str(n) for n in low.notes)
 
 
-def test_nothing_to_compress():
+def test_no_strategy_means_auto():
     assert err.__name__  # keep flake quiet
-    with pytest.raises(ConfigError) as e:
-        lower(L("""
-            TrainConfig: {epochs: 1}
-        """))
-    assert str(e.value).startswith("c.yaml:2:1: error: nothing to compress")
+    low = lower(L("""
+        Global: {batch_size: 16, target_speedup: 2.0}
+        TrainConfig: {epochs: 1, target_metric: 0.98}
+    """))
+    (step,) = low.steps
+    assert step.name == "auto" and step.args["target_metric"] == 0.98
+    assert step.args["train"]["epochs"] == 1 and step.args["train"]["batch_size"] == 16
+    assert step.args["target_speedup"] == 2.0
+    assert "No strategy section: automatic compression" in low.text
+    assert any("chooses one automatically" in str(n) for n in low.notes)
 
 
 # -- seed 001: old names ------------------------------------------------------------------------
@@ -521,7 +526,8 @@ def test_ignored_sections_note():
     """)
     assert [str(n) for n in cfg.notes] == [
         "c.yaml:2:1: note: ignored: Global.input_name (example-script settings; actc reads "
-        "only model_dir, model_filename, params_filename and batch_size)",
+        "only model_dir, model_filename, params_filename, batch_size, target_speedup and "
+        "deploy_hardware)",
         "c.yaml:5:1: note: ignored: section 'EvalDataset' (evaluation data is given to actc "
         "separately)",
         "c.yaml:7:1: note: ignored: section 'Metric' (evaluation metrics are the user's "

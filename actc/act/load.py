@@ -340,8 +340,8 @@ class _Loader:
                                                     loc.get("params_filename"))
         if rest:
             self.note(kn, f"ignored: Global.{', Global.'.join(rest)} (example-script settings; "
-                          "actc reads only model_dir, model_filename, params_filename and "
-                          "batch_size)")
+                          "actc reads only model_dir, model_filename, params_filename, "
+                          "batch_size, target_speedup and deploy_hardware)")
 
     def old_prune_target(self, kn, vn) -> str:
         algo = "prune"

@@ -100,11 +100,8 @@ class _Lowerer:
         quant = "QuantPost" if "QuantPost" in s else "QuantAware" if "QuantAware" in s else None
         distill = "Distillation" in s or "MultiTeacherDistillation" in s
         if not prunes and not quant and not distill:
-            line, col = self.cfg.where.get(("TrainConfig",), (1, 1))
-            raise ConfigError(self.cfg.path, line, col,
-                              "nothing to compress: add one of QuantPost, QuantAware, "
-                              "ChannelPrune, ASPPrune, TransformerPrune, UnstructurePrune or "
-                              "Distillation (actc does not pick a strategy automatically)")
+            self.auto_step()
+            return self.steps
         if prunes:
             for p in prunes:
                 getattr(self, "prune_" + p)()
@@ -323,6 +320,52 @@ class _Lowerer:
         if prefix != "teacher_":
             args["teacher_prefix"] = prefix
         self.step("distill", **args)
+
+    def auto_step(self) -> None:
+        """No strategy section: ACT's automatic mode."""
+        g = self.cfg.global_train
+        self.comment("No strategy section: automatic compression, as ACT's auto mode. "
+                     "Transformers (attention",
+                     "in the model): TransformerPrune 0.25, then int8. Other models: an int8 "
+                     "PTQ probe; a small",
+                     "output loss stops there, a moderate one runs the PTQ search, else QAT "
+                     "with distillation.",
+                     "With labelled eval data candidates are judged by top-1 against the "
+                     "float model instead.")
+        args: dict[str, Any] = {}
+        if "TrainConfig" in self.s:
+            args["train"] = self.train_args()
+            t = self.s["TrainConfig"]
+            if t["target_metric"] is not None:
+                args["target_metric"] = t["target_metric"]
+        for key in ("target_speedup", "deploy_hardware"):
+            if g.get(key) is not None:
+                args[key] = g[key]
+        first = next(iter(self.s), None) or "Global"
+        self.note(first, "note", "no strategy section: actc chooses one automatically (auto) "
+                  "and prints what it chose and why")
+        self.step("auto", **args)
+
+    def train_args(self) -> dict:
+        """TrainConfig as the train step's arguments."""
+        t = self.s["TrainConfig"]
+        b = t["optimizer_builder"]
+        lr = t["learning_rate"]
+        args: dict[str, Any] = {}
+        for k in ("epochs", "train_iter"):
+            if t[k] is not None:
+                args[k] = t[k]
+        args["learning_rate"] = _typed_mapping(lr) if isinstance(lr, dict) else lr
+        args["optimizer"] = _typed_mapping(b["optimizer"])
+        for k in ("weight_decay", "regularizer", "grad_clip"):
+            if b.get(k) is not None:
+                args[k] = _typed_mapping(b[k]) if isinstance(b[k], dict) else b[k]
+        if self.cfg.global_train.get("batch_size"):
+            args["batch_size"] = self.cfg.global_train["batch_size"]
+        args["eval_iter"] = t["eval_iter"]
+        if self.set_("TrainConfig", "logging_iter"):
+            args["logging_iter"] = t["logging_iter"]
+        return args
 
     def train_step(self, purpose: str) -> None:
         if "TrainConfig" not in self.s:

@@ -16,7 +16,7 @@ from actc.quant.quantizers import find_quantizers
 DEFAULT_CALIB_FILE = "calib.npz"
 # Stages with an implementation here; the rest of passes/stages.actc (train, distill, pruning)
 # are declared so recipes and ACT configs using them check, and fail before anything runs.
-IMPLEMENTED = ("calibrate", "search", "convert", "train")
+IMPLEMENTED = ("calibrate", "search", "convert", "train", "auto")
 
 
 def calibration_data(ctx, step: str):
@@ -177,6 +177,14 @@ def train(ctx, args: dict) -> None:
         _note(ctx, note)
     # the losses are spent: a later distill step (e.g. QAT after pruning) wires its own
     run_pass(ctx, "strip_distill")
+
+
+def auto(ctx, args: dict) -> None:
+    """ACT's automatic mode (actc.auto.strategy)."""
+    from actc.auto.strategy import choose
+
+    for note in choose(ctx, args):
+        _note(ctx, note)
 
 
 def search(ctx, args: dict) -> None:

@@ -1,0 +1,1 @@
+"""Automatic compression (ACT's auto mode): pick a strategy by trying candidate recipes."""
