@@ -526,8 +526,8 @@ def test_ignored_sections_note():
     """)
     assert [str(n) for n in cfg.notes] == [
         "c.yaml:2:1: note: ignored: Global.input_name (example-script settings; actc reads "
-        "only model_dir, model_filename, params_filename, batch_size, target_speedup and "
-        "deploy_hardware)",
+        "only model_dir, model_filename, params_filename, batch_size, input_shapes, "
+        "target_speedup and deploy_hardware)",
         "c.yaml:5:1: note: ignored: section 'EvalDataset' (evaluation data is given to actc "
         "separately)",
         "c.yaml:7:1: note: ignored: section 'Metric' (evaluation metrics are the user's "

@@ -255,7 +255,8 @@ class _Loader:
         for i, n in enumerate(node.value):
             iw = f"{where}[{i}]"
             if isinstance(n, yaml.SequenceNode) and "list" in items:
-                inner = [self.check(Key(key.name, ("str",), None, key.doc, required=True), m,
+                kinds = tuple(t for t in items if t != "list") or ("str",)
+                inner = [self.check(Key(key.name, kinds, None, key.doc, required=True), m,
                                     f"{iw}[{j}]") for j, m in enumerate(n.value)]
                 out.append(inner)
             else:
@@ -285,8 +286,10 @@ class _Loader:
         return out
 
     # -- sections -------------------------------------------------------------------------------
-    def load(self) -> Config:
+    def load(self, overrides: dict[str, str] | None = None) -> Config:
         root = self.compose()
+        if overrides:
+            root = apply_overrides(root, overrides, self.path)
         if root is None:
             raise ConfigError(self.path, 1, 1, "the config is empty")
         if not isinstance(root, yaml.MappingNode):
@@ -304,8 +307,17 @@ class _Loader:
                 canonical = schema.SECTION_ALIASES[name]
                 self.note(kn, f"'{name}' is the old name of '{canonical}'; read as {canonical}")
             elif name not in schema.SECTIONS:
-                raise self.err(kn, f"unknown section '{name}'"
-                                   + did_you_mean(name, schema.all_section_names()))
+                import difflib
+
+                strategies = list(schema.SECTIONS) + list(schema.SECTION_ALIASES)
+                near = difflib.get_close_matches(name, strategies, n=1, cutoff=0.75)
+                if near:  # a misspelt strategy: the user meant to compress with it
+                    raise self.err(kn, f"unknown section '{name}' (did you mean '{near[0]}'?)")
+                # the example script's own section (readers, metrics, its own settings)
+                self.cfg.ignored_sections.append(name)
+                self.note(kn, f"ignored: section '{name}' is not an ACT section (ACT ignores "
+                              "it too; only the example script that owns it reads it)")
+                continue
             if canonical == "Prune":
                 canonical = self.old_prune_target(kn, vn)
             if canonical in seen_canonical:
@@ -341,7 +353,7 @@ class _Loader:
         if rest:
             self.note(kn, f"ignored: Global.{', Global.'.join(rest)} (example-script settings; "
                           "actc reads only model_dir, model_filename, params_filename, "
-                          "batch_size, target_speedup and deploy_hardware)")
+                          "batch_size, input_shapes, target_speedup and deploy_hardware)")
 
     def old_prune_target(self, kn, vn) -> str:
         algo = "prune"
@@ -552,16 +564,72 @@ class _Loader:
         self.cfg.notes.append(Note(self.path, line, col, "warning", message))
 
 
-def load_config(path: str | Path) -> Config:
+def apply_overrides(root, overrides: dict[str, str], path: str):
+    """``--set Section.key=value``: put the value (read as YAML) into the composed config
+    before validation, so it is checked like any other value."""
+    if root is None:
+        root = yaml.MappingNode("tag:yaml.org,2002:map", [])
+    if not isinstance(root, yaml.MappingNode):
+        return root
+    for dotted, text in overrides.items():
+        keys = [k for k in dotted.split(".") if k]
+        if len(keys) < 2:
+            raise ConfigError(path, 1, 1, f"--set {dotted}: with --config, write "
+                                          "Section.key=value (e.g. TrainConfig.epochs=3)")
+        try:
+            value = yaml.SafeLoader(text).get_single_node()
+        except yaml.YAMLError as e:
+            raise ConfigError(path, 1, 1, f"--set {dotted}: not a YAML value: {e}") from None
+        if value is None:
+            value = yaml.ScalarNode("tag:yaml.org,2002:null", "null")
+        node = root
+        mark = root.start_mark
+        for i, key in enumerate(keys):
+            last = i == len(keys) - 1
+            if not isinstance(node, yaml.MappingNode):
+                raise ConfigError(path, 1, 1, f"--set {dotted}: '{'.'.join(keys[:i])}' is not "
+                                              "a mapping")
+            pair = next((p for p in node.value if getattr(p[0], "value", None) == key), None)
+            if pair is None:  # new keys point at the enclosing section of the file
+                child = value if last else yaml.MappingNode("tag:yaml.org,2002:map", [],
+                                                            mark, mark)
+                node.value.append((yaml.ScalarNode("tag:yaml.org,2002:str", key, mark, mark),
+                                   child))
+                node = child
+            elif last:  # the new value is reported at the value it replaces
+                value.start_mark, value.end_mark = pair[1].start_mark, pair[1].end_mark
+                _remark(value, pair[1].start_mark)
+                node.value[node.value.index(pair)] = (pair[0], value)
+            else:
+                mark = pair[0].start_mark
+                node = pair[1]
+        if pair is None:
+            _remark(value, mark)
+    return root
+
+
+def _remark(node, mark) -> None:
+    """Point a --set value (parsed from the command line) at a place in the config file."""
+    node.start_mark = node.end_mark = mark
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            _remark(k, mark)
+            _remark(v, mark)
+    elif isinstance(node, yaml.SequenceNode):
+        for v in node.value:
+            _remark(v, mark)
+
+
+def load_config(path: str | Path, overrides: dict[str, str] | None = None) -> Config:
     """Read, validate and normalise an ACT YAML config (either format)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(str(path), 1, 1, f"cannot read the config: {e.strerror or e}") from None
-    return loads(text, str(path))
+    return loads(text, str(path), overrides)
 
 
-def loads(text: str, path: str = "<string>") -> Config:
+def loads(text: str, path: str = "<string>", overrides: dict[str, str] | None = None) -> Config:
     """``load_config`` on text (``path`` is only used in messages)."""
-    return _Loader(path, text).load()
+    return _Loader(path, text).load(overrides)

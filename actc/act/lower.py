@@ -96,6 +96,14 @@ class _Lowerer:
     # -- plans ----------------------------------------------------------------------------------
     def run(self) -> list[Step]:
         s = self.s
+        shapes = self.cfg.global_train.get("input_shapes")
+        if shapes:
+            if shapes and not isinstance(shapes[0], list):
+                shapes = [shapes]  # one feed written as a flat list
+            for i, shape in enumerate(shapes):
+                if i == 0:
+                    self.comment("Global.input_shapes: fix the declared input shapes.")
+                self.step("set_feed_shape", index=i, shape=list(shape))
         prunes = [p for p in PRUNE_SECTIONS if p in s]
         quant = "QuantPost" if "QuantPost" in s else "QuantAware" if "QuantAware" in s else None
         distill = "Distillation" in s or "MultiTeacherDistillation" in s

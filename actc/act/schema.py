@@ -345,6 +345,8 @@ GLOBAL_MODEL_KEYS: dict[str, Key] = _keys(
 # Global keys of ACT's example scripts that actc uses beyond the model location.
 GLOBAL_TRAIN_KEYS: dict[str, Key] = _keys(
     K("batch_size", "int", None, "the example script's batch size: actc's train batch size"),
+    K("input_shapes", "list|null", None, "the model inputs' shapes, one list per feed",
+      items=("int", "list")),
     K("target_speedup", "float|null", None, "auto mode: the speed-up to aim for (noted)"),
     K("deploy_hardware", "str|null", None, "auto mode: the deployment target (noted)"),
 )

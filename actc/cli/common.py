@@ -16,9 +16,11 @@ def model_path(arg: str) -> str:
     return resolve(arg)
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model directory, a .pdmodel file, or 'example' (the "
-                                 "embedded digits CNN)")
+def add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    p.add_argument("model", nargs="?" if optional else None, default=None,
+                   help="model directory, a .pdmodel file, or 'example' (the embedded digits "
+                        "CNN)" + ("; with --config, default: its Global.model_dir"
+                                  if optional else ""))
     p.add_argument("params", nargs="?", default=None,
                    help="params file (default: found beside the program)")
     p.add_argument("--model-filename", default=None,

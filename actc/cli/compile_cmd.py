@@ -13,14 +13,15 @@ from actc.errors import ActcError
 def add_parser(sub) -> None:
     p = sub.add_parser("compile", help="compress a model with a recipe",
                        description="Run a recipe (or an ACT YAML config) on a model.")
-    add_model_args(p)
+    add_model_args(p, optional=True)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--recipe", metavar="FILE", help=".actc recipe file")
     src.add_argument("--config", metavar="CONFIG.yaml", help="ACT YAML config (lowered to a recipe)")
     p.add_argument("--recipe-name", metavar="N", help="which recipe of the file to run")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output model directory")
     p.add_argument("--set", action="append", default=[], metavar="K=V",
-                   help="override a recipe parameter (repeatable)")
+                   help="override a recipe parameter, or with --config a config value as "
+                        "Section.key=value (repeatable)")
     p.add_argument("--data", help="calibration/training data (.npz, a directory, or module:function)")
     p.add_argument("--device", default="auto",
                    help="auto (GPU when Paddle has CUDA and sees one, else CPU), cpu, gpu, gpu:N")
@@ -54,15 +55,35 @@ def check_device(device: str) -> str:
     raise ActcError(f"--device must be auto, cpu, gpu or gpu:N, not '{device}'")
 
 
-def recipe_from_config(path: str) -> tuple[str, str, list]:
-    """(recipe text, display path, notes) of an ACT YAML config via the YAML front end."""
+def load_act_config(path: str, overrides: dict[str, str] | None = None):
     try:
         from actc.act.load import load_config
-        from actc.act.lower import lower
     except ImportError as e:
         raise ActcError(f"the ACT YAML front end is not available ({e})") from None
-    lowered = lower(load_config(path))
+    return load_config(path, overrides)
+
+
+def recipe_from_config(cfg, path: str) -> tuple[str, str, list]:
+    """(recipe text, display path, notes) of an ACT YAML config via the YAML front end."""
+    from actc.act.lower import lower
+
+    lowered = lower(cfg)
     return lowered.text, f"{path} (lowered)", list(getattr(lowered, "notes", []))
+
+
+def model_from_config(args, cfg) -> None:
+    """No MODEL argument: Global.model_dir (and its file names) name the model, as in ACT."""
+    loc = cfg.model_location
+    if args.model is not None:
+        return
+    if loc is None or not loc.model_dir:
+        raise ActcError("compile needs a MODEL argument (or a --config whose Global section "
+                        "has model_dir)")
+    args.model = loc.model_dir
+    if loc.model_filename and not args.model_filename:
+        args.model_filename = loc.model_filename
+    if loc.params_filename and not args.params_filename:
+        args.params_filename = loc.params_filename
 
 
 def run(args) -> int:
@@ -72,12 +93,18 @@ def run(args) -> int:
 
     device = check_device(args.device)
     sets = parse_sets(args.set)
-    program, files = load_from_args(args)
+    cfg = None
     if args.config:
-        text, where, notes = recipe_from_config(args.config)
+        cfg = load_act_config(args.config, sets)  # --set Section.key=value edits the config
+        model_from_config(args, cfg)
+    elif args.model is None:
+        raise ActcError("compile needs a MODEL argument")
+    program, files = load_from_args(args)
+    if cfg is not None:
+        text, where, notes = recipe_from_config(cfg, args.config)
         for note in notes:  # ignored sections, renamed keys, what ACT would have done
             print(str(note), file=sys.stderr)
-        compiled = compile_source(text, where, recipe_name=args.recipe_name, overrides=sets,
+        compiled = compile_source(text, where, recipe_name=args.recipe_name, overrides={},
                                   program=program, strict_selectors=False)
     else:
         compiled = compile_file(args.recipe, recipe_name=args.recipe_name, overrides=sets,

@@ -11,10 +11,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from actc.cli.compile_cmd import recipe_from_config
+    from actc.cli.compile_cmd import load_act_config, recipe_from_config
     from actc.dsl.compiler import compile_source
 
-    text, where, notes = recipe_from_config(args.config)
+    text, where, notes = recipe_from_config(load_act_config(args.config), args.config)
     if not args.no_check:
         compile_source(text, where)
     sys.stdout.write(text)
