@@ -79,3 +79,16 @@ def test_the_model_comes_from_global_and_set_overrides_the_config(tmp_path, caps
     code = main(["compile", "--config", str(nomodel), "-o", str(out)])
     assert code == 2 and "compile needs a MODEL argument (or a --config whose Global " \
                          "section has model_dir)" in capsys.readouterr().err
+
+
+def test_errors_in_lowered_steps_point_into_the_yaml(tmp_path, capsys):
+    pytest.importorskip("paddle")
+    config = tmp_path / "c.yaml"
+    config.write_text("TrainConfig: {epochs: 1}\nDistillation:\n  node: [relu_9.tmp_0]\n")
+    code = main(["compile", "example", "--config", str(config), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert re.search(rf"{re.escape(str(config))}:2:1: error: distill: .*'relu_9.tmp_0' "
+                     r"\(did you mean 'relu_4.tmp_0'\?\) \(in the step lowered from this "
+                     r"section", err), err
+    assert "(lowered)" not in err

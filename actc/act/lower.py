@@ -32,6 +32,7 @@ class Step:
     name: str
     args: dict[str, Any]
     comments: list[str] = field(default_factory=list)
+    section: str | None = None  # the config section it comes from (for error positions)
 
 
 @dataclass
@@ -39,6 +40,15 @@ class Lowered:
     steps: list[Step]
     text: str
     notes: list[Note] = field(default_factory=list)
+    # (first line, last line) of each step in ``text`` -> (line, col) of its section in the YAML
+    line_map: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    def yaml_position(self, line: int | None) -> tuple[int, int] | None:
+        """The config position behind a line of the lowered recipe."""
+        for first, last, yl, yc in self.line_map:
+            if line is not None and first <= line <= last:
+                return yl, yc
+        return None
 
 
 _RECON = {"layer-wise": "layer_wise", "region-wise": "region_wise"}
@@ -80,10 +90,25 @@ class _Lowerer:
         self.pending.extend(lines)
 
     def step(self, name: str, **args: Any) -> Step:
-        st = Step(name, dict(args), self.pending)
+        st = Step(name, dict(args), self.pending, self.section_of(name))
         self.pending = []
         self.steps.append(st)
         return st
+
+    STEP_SECTIONS = {"quantize": ("QuantAware", "QuantPost"), "skip_ops": ("QuantAware", "QuantPost"),
+                     "pact": ("QuantAware",), "calibrate": ("QuantPost",),
+                     "convert": ("QuantAware", "QuantPost"), "search": ("HyperParameterOptimization",),
+                     "distill": ("Distillation", "MultiTeacherDistillation"),
+                     "task_loss": ("Distillation",), "train": ("TrainConfig",),
+                     "auto": ("TrainConfig", "Global"), "set_feed_shape": ("Global",),
+                     "sparsify": ("UnstructurePrune",), "asp_prune": ("ASPPrune",),
+                     "prune_channels": ("ChannelPrune",), "prune_transformer": ("TransformerPrune",)}
+
+    def section_of(self, step: str) -> str | None:
+        for sec in self.STEP_SECTIONS.get(step, ()):
+            if (sec,) in self.cfg.where:
+                return sec
+        return next(iter(self.s), None)
 
     def note(self, section: str, kind: str, message: str, key: str | None = None) -> None:
         line, col = self.cfg.where.get((section, key) if key else (section,),
@@ -478,7 +503,7 @@ class _Lowerer:
 
 
 def render(steps: list[Step], cfg: Config | None = None, name: str = "main",
-           header: list[str] | None = None) -> str:
+           header: list[str] | None = None, spans: list | None = None) -> str:
     out: list[str] = []
     for h in header or []:
         out.append(f"# {h}" if h else "#")
@@ -490,6 +515,7 @@ def render(steps: list[Step], cfg: Config | None = None, name: str = "main",
             out.append(f"    # {c}")
         parts = [f"{k}: {show(v)}" for k, v in st.args.items()]
         one = f"    {st.name}(" + ", ".join(parts) + ")"
+        first = len(out) + 1
         if len(one) <= 100 or len(parts) <= 1:  # (a single argument cannot be wrapped)
             out.append(one)
         else:
@@ -497,6 +523,8 @@ def render(steps: list[Step], cfg: Config | None = None, name: str = "main",
             out.append(f"    {st.name}(" + parts[0] + ",")
             for j, p in enumerate(parts[1:], 1):
                 out.append(pad + p + ("," if j < len(parts) - 1 else ")"))
+        if spans is not None:
+            spans.append((first, len(out), st))
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -514,5 +542,11 @@ def lower(cfg: Config, name: str = "main") -> Lowered:
     if cfg.ignored_sections:
         header.append("Ignored sections (data/eval settings of the example scripts): "
                       + ", ".join(cfg.ignored_sections))
-    text = render(steps, cfg, name, header)
-    return Lowered(steps=steps, text=text, notes=list(cfg.notes) + lw.notes)
+    spans: list = []
+    text = render(steps, cfg, name, header, spans)
+    line_map = []
+    for first, last, st in spans:
+        pos = cfg.where.get((st.section,)) if st.section else None
+        if pos is not None:
+            line_map.append((first, last, pos[0], pos[1]))
+    return Lowered(steps=steps, text=text, notes=list(cfg.notes) + lw.notes, line_map=line_map)

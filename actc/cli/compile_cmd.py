@@ -65,10 +65,27 @@ def load_act_config(path: str, overrides: dict[str, str] | None = None):
 
 def recipe_from_config(cfg, path: str) -> tuple[str, str, list]:
     """(recipe text, display path, notes) of an ACT YAML config via the YAML front end."""
+    text, where, notes, _ = lower_config(cfg, path)
+    return text, where, notes
+
+
+def lower_config(cfg, path: str):
     from actc.act.lower import lower
 
     lowered = lower(cfg)
-    return lowered.text, f"{path} (lowered)", list(getattr(lowered, "notes", []))
+    return lowered.text, f"{path} (lowered)", list(lowered.notes), lowered
+
+
+def into_yaml(e: ActcError, where: str, lowered, path: str) -> ActcError:
+    """An error at a line of the lowered recipe (which the user never saw) is reported at the
+    config section that produced that step."""
+    if e.path != where or lowered is None:
+        return e
+    pos = lowered.yaml_position(e.line)
+    if pos is None:
+        return e
+    return ActcError(f"{e.message} (in the step lowered from this section; `actc lower "
+                     f"{path}` shows it)", path=path, line=pos[0], col=pos[1])
 
 
 def model_from_config(args, cfg) -> None:
@@ -87,10 +104,6 @@ def model_from_config(args, cfg) -> None:
 
 
 def run(args) -> int:
-    from actc.dsl.compiler import compile_file, compile_source
-    from actc.dsl.pipeline import Options, PipelineContext, run_pipeline, summary
-    from actc.io.model import save_model
-
     device = check_device(args.device)
     sets = parse_sets(args.set)
     cfg = None
@@ -100,10 +113,23 @@ def run(args) -> int:
     elif args.model is None:
         raise ActcError("compile needs a MODEL argument")
     program, files = load_from_args(args)
+    lowered = where = None
     if cfg is not None:
-        text, where, notes = recipe_from_config(cfg, args.config)
+        text, where, notes, lowered = lower_config(cfg, args.config)
         for note in notes:  # ignored sections, renamed keys, what ACT would have done
             print(str(note), file=sys.stderr)
+    try:
+        return _compile(args, device, sets, program, files, cfg, text if cfg else None, where)
+    except ActcError as e:
+        raise into_yaml(e, where, lowered, args.config) from None
+
+
+def _compile(args, device, sets, program, files, cfg, text, where) -> int:
+    from actc.dsl.compiler import compile_file, compile_source
+    from actc.dsl.pipeline import Options, PipelineContext, run_pipeline, summary
+    from actc.io.model import save_model
+
+    if cfg is not None:
         compiled = compile_source(text, where, recipe_name=args.recipe_name, overrides={},
                                   program=program, strict_selectors=False)
     else:
