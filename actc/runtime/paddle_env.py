@@ -18,6 +18,8 @@ def import_paddle():
     """Paddle, in legacy static mode; a clear error when it is missing or in PIR mode."""
     global _paddle
     if _paddle is not None:
+        if _paddle.in_dynamic_mode():  # someone in this process switched to dygraph
+            _paddle.enable_static()
         return _paddle
     if "paddle" not in sys.modules:
         os.environ.setdefault("FLAGS_enable_pir_api", "0")
