@@ -130,17 +130,20 @@ def head_importance(program: Program, a: Attention) -> np.ndarray:
     return score + rows.sum(axis=(1, 2))
 
 
-def head_plan(program: Program, ratio: float) -> dict:
-    """Edits removing round(ratio * H) heads (at least one stays) in every attention block."""
+def head_plan(program: Program, ratio: float, scores: list | None = None,
+              how: str = "weight magnitude") -> dict:
+    """Edits removing round(ratio * H) heads (at least one stays) in every attention block;
+    ``scores`` (one array per block, as find_attention orders them) override the magnitude."""
     if not 0.0 <= ratio < 1.0:
         raise ActcError(f"prune_transformer: ratio must be in [0, 1), got {ratio}")
     blocks = find_attention(program)
     params, shapes, attrs, report, masked = [], [], [], [], []
-    for a in blocks:
+    for k, a in enumerate(blocks):
         n = min(a.heads - 1, int(round(a.heads * ratio)))
         if n == 0:
             continue
-        gone = np.sort(np.argsort(head_importance(program, a), kind="stable")[:n])
+        score = scores[k] if scores is not None else head_importance(program, a)
+        gone = np.sort(np.argsort(score, kind="stable")[:n])
         cols = sorted(int(h * a.head_dim + j) for h in gone for j in range(a.head_dim))
         for w, b in a.proj.values():
             params.append([w, 1, cols])
@@ -165,6 +168,6 @@ def head_plan(program: Program, ratio: float) -> dict:
         target[2] = keep_h * a.head_dim
         attrs.append([a.merge_reshape, "shape", target])
         report.append(f"attention at {a.softmax.output('Out')[0]}: {a.heads} -> {keep_h} heads "
-                      f"(dropped {', '.join(str(int(h)) for h in gone)}; by weight magnitude)")
+                      f"(dropped {', '.join(str(int(h)) for h in gone)}; by {how})")
     return {"params": params, "vars": shapes, "attrs": attrs, "report": report,
             "masked": masked, "blocks": len(blocks)}

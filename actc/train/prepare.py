@@ -62,6 +62,24 @@ def fill_common_attrs(p: Program) -> Program:
     return p
 
 
+def restore_xshape(p: Program) -> Program:
+    """The XShape (reshape-like ops) and Mask (dropout) outputs inference export drops; their
+    grad ops need them."""
+    for op in list(p.ops()):
+        if op.type == "dropout" and not op.output("Mask"):
+            x = op.input("X")[0]
+            name = p.fresh_name(op.output("Out")[0] + "@mask")
+            p.add_var(name, shape=list(p.var(x).shape or []), dtype="uint8")
+            p.set_args(op, outputs={"Mask": [name]})
+        if op.type in XSHAPE_OPS and not op.output("XShape"):
+            x = op.input("X")[0]
+            shape = p.var(x).shape if p.var(x) is not None else None
+            name = p.fresh_name(op.output("Out")[0] + "@xshape")
+            p.add_var(name, shape=[0] + list(shape or []), dtype=p.var(x).dtype or "float32")
+            p.set_args(op, outputs={"XShape": [name]})
+    return p
+
+
 def prepare(ir: Program, *, freeze_bn: bool = False, freeze_scales: bool = False) -> TrainSpec:
     losses, kinds = find_losses(ir)
     if not losses:
@@ -93,24 +111,14 @@ def prepare(ir: Program, *, freeze_bn: bool = False, freeze_scales: bool = False
         if op.has_attr("actc_mask"):
             stats.update(op.input("Y"))
     fill_common_attrs(p)
+    restore_xshape(p)
     for op in list(p.ops()):
-        if op.type in XSHAPE_OPS and not op.output("XShape"):
-            x = op.input("X")[0]
-            shape = p.var(x).shape if p.var(x) is not None else None
-            name = p.fresh_name(op.output("Out")[0] + "@xshape")
-            p.add_var(name, shape=[0] + list(shape or []), dtype=p.var(x).dtype or "float32")
-            p.set_args(op, outputs={"XShape": [name]})
         if _is_teacher(op):  # the teacher stays in inference mode and gets no gradient
             for name in op.output_names:
                 if p.var(name) is not None:
                     p.var(name).desc.stop_gradient = True
             continue
         if op.type == "dropout":
-            if not op.output("Mask"):
-                x = op.input("X")[0]
-                name = p.fresh_name(op.output("Out")[0] + "@mask")
-                p.add_var(name, shape=list(p.var(x).shape or []), dtype="uint8")
-                p.set_args(op, outputs={"Mask": [name]})
             op.set_attr("is_test", False)
         elif op.type in NORM_STAT_SLOTS:
             if not op.output("ReserveSpace"):
