@@ -522,3 +522,18 @@ def test_fake_format_export_with_fsp_distillation(tmp_path, capsys, test_set):
     assert types.count("fake_channel_wise_quantize_dequantize_abs_max") == 6
     assert all(op.attr("is_test") for op in load_model(out)[0].ops()
                if op.type == "fake_quantize_dequantize_moving_average_abs_max")
+
+
+def test_a_bad_output_is_refused_before_training(tmp_path, capsys, example_dir, monkeypatch):
+    import actc.train.loop as loop
+
+    def never(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(loop, "run_train", never)
+    code, _, err = run_main(capsys, "compile", "example", "--recipe", "qat", "-o", example_dir)
+    assert code == 2 and "refusing to write over the input model" in err
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, _, err = run_main(capsys, "compile", "example", "--recipe", "qat", "-o", f)
+    assert code == 2 and "the output exists and is not a directory" in err

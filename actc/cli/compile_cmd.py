@@ -127,7 +127,9 @@ def run(args) -> int:
 def _compile(args, device, sets, program, files, cfg, text, where) -> int:
     from actc.dsl.compiler import compile_file, compile_source
     from actc.dsl.pipeline import Options, PipelineContext, run_pipeline, summary
-    from actc.io.model import save_model
+    from actc.io.model import check_output_dir, save_model
+
+    check_output_dir(args.output, files)  # before any long work
 
     if cfg is not None:
         compiled = compile_source(text, where, recipe_name=args.recipe_name, overrides={},

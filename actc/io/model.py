@@ -148,6 +148,27 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def check_output_dir(out_dir: str | Path, source: ModelFiles | None = None,
+                     model_filename: str = MODEL_FILENAME,
+                     params_filename: str = PARAMS_FILENAME) -> None:
+    """Before long work (calibration, training): refuse an output that would overwrite the
+    input or cannot be written, so nobody loses an hour to a typo."""
+    out_dir = Path(out_dir)
+    if source is not None:
+        inputs = [source.program] + ([source.params] if source.params else [])
+        targets = (out_dir / model_filename, out_dir / params_filename)
+        if any(_same_file(p, q) for p in targets for q in inputs) or \
+                _same_file(out_dir, source.directory):
+            raise ActcError("refusing to write over the input model; choose another output "
+                            "directory", path=out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ActcError("the output exists and is not a directory", path=out_dir)
+    parent = out_dir if out_dir.exists() else next(
+        (p for p in out_dir.parents if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise ActcError(f"cannot write here ({parent} is not writable)", path=out_dir)
+
+
 def save_model(program: Program, out_dir: str | Path, *, source: ModelFiles | None = None,
                model_filename: str = MODEL_FILENAME,
                params_filename: str = PARAMS_FILENAME) -> ModelFiles:
