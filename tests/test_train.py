@@ -537,3 +537,18 @@ def test_a_bad_output_is_refused_before_training(tmp_path, capsys, example_dir, 
     f.write_text("x")
     code, _, err = run_main(capsys, "compile", "example", "--recipe", "qat", "-o", f)
     assert code == 2 and "the output exists and is not a directory" in err
+
+
+def test_same_seed_same_weights_with_dropout():
+    """The transformer fixture has dropout: its training must be reproducible too."""
+    fixture = Path(__file__).parent / "fixtures" / "tfm_encoder"
+    weights = []
+    for _ in range(2):
+        program, files = load_model(fixture)
+        c = compile_source("recipe m() { task_loss() train(train_iter: 5, learning_rate: 0.01, "
+                           "eval_iter: 100) }", "<t>", program=program)
+        ctx = PipelineContext(program=program, source=files, original=program.clone(),
+                              data=str(fixture / "train.npz"))
+        run_pipeline(c, ctx)
+        weights.append(np.array(ctx.program.params["linear_4.w_0"].array))
+    np.testing.assert_array_equal(weights[0], weights[1])

@@ -175,6 +175,7 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
     t = Trainer(ctx, args, train_data, eval_data)
     paddle = t.paddle
     set_forward_only(False)  # oneDNN breaks some grad kernels (PADDLE_NOTES)
+    paddle.seed(int(args["seed"]))  # dropout in a parsed program draws from the global generator
     freeze_bn_after = args["freeze_bn_after"]
     spec = prepare(ctx.program, freeze_scales=bool(args["freeze_scales"]),
                    freeze_bn=freeze_bn_after == 0)
