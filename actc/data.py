@@ -172,21 +172,15 @@ class Dataset:
             yield Batch(_conform(arrays, self.feeds), label)
             count += 1
 
-    def epoch_batches(self, batch_size: int, *, seed: int, epoch: int,
-                      skip: int = 0) -> Iterator[Batch]:
+    def epoch_batches(self, batch_size: int, *, seed: int, epoch: int) -> Iterator[Batch]:
         """One training epoch: samples shuffled by (seed, epoch), so a resumed run sees the
-        same order; ``skip`` drops the first batches (those done before the interruption).
-        Data from a function comes in the order it yields."""
+        same order. Data from a function comes in the order it yields."""
         if self._arrays is None:
-            for i, batch in enumerate(self.batches(batch_size)):
-                if i >= skip:
-                    yield batch
+            yield from self.batches(batch_size)
             return
         n = self.num_samples()
         order = np.random.RandomState((seed * 1000003 + epoch) % (2 ** 32)).permutation(n)
-        for i, lo in enumerate(range(0, n, batch_size)):
-            if i < skip:
-                continue
+        for lo in range(0, n, batch_size):
             idx = order[lo:lo + batch_size]
             label = None if self._labels is None else self._labels[idx]
             yield Batch({k: v[idx] for k, v in self._arrays.items()}, label)

@@ -411,24 +411,10 @@ class _Lowerer:
             self.step("train")
             return
         t = self.s["TrainConfig"]
-        b = t["optimizer_builder"]
-        lr = t["learning_rate"]
-        args: dict[str, Any] = {}
-        for k in ("epochs", "train_iter"):
-            if t[k] is not None:
-                args[k] = t[k]
-        args["learning_rate"] = _typed_mapping(lr) if isinstance(lr, dict) else lr
-        args["optimizer"] = _typed_mapping(b["optimizer"])
-        for k in ("weight_decay", "regularizer", "grad_clip"):
-            if b.get(k) is not None:
-                args[k] = _typed_mapping(b[k]) if isinstance(b[k], dict) else b[k]
-        if self.cfg.global_train.get("batch_size"):
-            args["batch_size"] = self.cfg.global_train["batch_size"]
+        args = self.train_args()
+        if "batch_size" in args:
             self.comment("batch_size from Global.batch_size (the batch size of ACT's example "
                          "script's dataloader).")
-        args["eval_iter"] = t["eval_iter"]
-        if self.set_("TrainConfig", "logging_iter"):
-            args["logging_iter"] = t["logging_iter"]
         for k in ("origin_metric", "target_metric"):
             if t[k] is not None:
                 args[k] = t[k]

@@ -302,17 +302,8 @@ def abs_max(ev, var: "str") -> "float":
 
 # ------------------------------------------------------------------ distillation and training
 def _ctx_cache(ev) -> dict:
-    ctx = ev.ctx
-    if ctx is None:
-        return {}
-    cache = getattr(ctx, "cache", None)
-    if cache is None:
-        cache = {}
-        try:
-            ctx.cache = cache
-        except AttributeError:
-            pass
-    return cache
+    """Per-pipeline cache (a teacher loaded by one rule is reused by the next)."""
+    return getattr(ev.ctx, "cache", {}) if ev.ctx is not None else {}
 
 
 @primitive

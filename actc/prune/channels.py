@@ -64,8 +64,7 @@ def flops(program: Program) -> int:
             f = program.var(op.input("Filter")[0]).shape
             out = program.var(op.output("Output")[0]).shape
             if f and out and all(d > 0 for d in out[1:]):
-                total += 2 * int(np.prod(f)) * int(np.prod(out[2:])) * \
-                    (1 if op.type != "conv2d_transpose" else 1)
+                total += 2 * int(np.prod(f)) * int(np.prod(out[2:]))
         elif op.type in ("matmul_v2", "mul", "matmul"):
             y = program.var(op.input("Y")[0])
             x = program.var(op.input("X")[0])

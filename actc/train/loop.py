@@ -71,7 +71,6 @@ class Trainer:
             distributed_optimizer(self.paddle, None, self.world, self.paddle.CPUPlace())
         self.seed = int(args["seed"])
         self.ckpt_dir = Path(f"{ctx.out_dir}.ckpt") if ctx.out_dir else None
-        self.notes: list[str] = []
 
     # ------------------------------------------------------------ building
     def build(self, spec: TrainSpec) -> Built:
@@ -194,10 +193,8 @@ def run_train(ctx, args: dict, train_data: Dataset, eval_data: Dataset | None) -
 
     persistables = [v.name for v in built.main.list_vars() if v.persistable
                     and v.name not in ("feed", "fetch")]
-    reference = None
-    metric_of = None
-    if eval_data is not None:
-        metric_of, reference = _evaluator(t, exe, scope, eval_prog, eval_data)
+    metric_of = _evaluator(t, exe, scope, eval_prog, eval_data) if eval_data is not None \
+        else None
     notes = []
     start, best, best_iter, best_metric = 0, None, None, None
     if ctx.resume:
@@ -396,4 +393,4 @@ def _evaluator(t: Trainer, exe, scope, eval_prog, data: Dataset):
             return Metric("SNR dB", float("nan"))
         return Metric("SNR dB", fidelity(out_name, reference, logits).snr_db)
 
-    return run, reference
+    return run
