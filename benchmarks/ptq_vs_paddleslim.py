@@ -23,6 +23,7 @@ its scale choice, with those attributes patched in.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -165,6 +166,11 @@ def main() -> int:
     ap.add_argument("--no-paddleslim", action="store_true")
     ap.add_argument("--json", default=None, help="also write the raw results here")
     args = ap.parse_args()
+    if not args.no_paddleslim and importlib.util.find_spec("paddleslim") is None:
+        print("ptq_vs_paddleslim: PaddleSlim is not installed in this Python; install it beside "
+              "paddlepaddle (see the header of this file) or pass --no-paddleslim",
+              file=sys.stderr)
+        return 2
 
     work = Path(tempfile.mkdtemp(prefix="actc-bench-"))
     case = digits_case(work) if args.model == "digits" else resnet18_case(work)

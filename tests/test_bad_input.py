@@ -54,7 +54,8 @@ def case_missing_params(tmp, good):
 def case_no_params_beside(tmp, good):
     d = _copy_model(good, tmp / "m")
     (d / "model.pdiparams").unlink()
-    return [str(d)], d / "model.pdmodel", "no params file"
+    # plain dump shows such a program (tests/test_cli_usability.py); --sparsity needs values
+    return [str(d), "--sparsity"], d / "model.pdmodel", "no params file"
 
 
 def case_empty_dir(tmp, good):

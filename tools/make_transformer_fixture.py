@@ -69,6 +69,9 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     spec = [paddle.static.InputSpec([None, SEQ], "int64", "tokens")]
     paddle.jit.save(model, str(OUT / "model"), input_spec=spec)
+    from actc.example.make_digits import strip_callstacks
+
+    strip_callstacks(OUT / "model.pdmodel")  # no builder paths in a committed fixture
     np.savez(OUT / "train.npz", tokens=x_tr[:1000], label=y_tr[:1000])
     np.savez(OUT / "test.npz", tokens=x_te, label=y_te)
     (OUT / "meta.json").write_text(json.dumps({

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("check", help="validate a recipe (optionally against a model)")
+    p = sub.add_parser("check", help="validate a recipe (optionally against a model)",
+                       description="Parse and type-check a recipe, and check that every stage "
+                                   "it calls can run; with --model, also check its selectors "
+                                   "against the model and dry-run its passes in memory. "
+                                   "Nothing is written.")
     p.add_argument("recipe", help=".actc recipe file")
     p.add_argument("--recipe-name", metavar="N")
     p.add_argument("--set", action="append", default=[], metavar="K=V")
     p.add_argument("--model", help="model dir: check selectors and dry-run the passes")
 
 
-def dry_run(compiled, program, files=None) -> list[str]:
+def dry_run(steps, program, files=None) -> list[str]:
     """Run the structural passes on the in-memory program; explain each quantize step."""
     from actc.dsl.quantinfo import explain_quantize, format_decisions
     from actc.dsl.pipeline import PipelineContext
@@ -21,7 +25,7 @@ def dry_run(compiled, program, files=None) -> list[str]:
     # passes like distill read the input model (the default teacher) from the context
     ctx = PipelineContext(program=program, source=files, original=program.clone())
     out = []
-    for st in compiled.steps:
+    for st in steps:
         if st.spec.kind != "pass":
             out.append(f"{st.name}: runtime stage (not run by check)")
             continue
@@ -32,7 +36,21 @@ def dry_run(compiled, program, files=None) -> list[str]:
     return out
 
 
+def check_stages(steps) -> None:
+    """A stage compile would refuse fails the check too, at the step that calls it."""
+    from actc.errors import ActcError
+
+    for step in steps:
+        if step.spec.kind == "stage":
+            try:
+                step.spec.impl()
+            except ActcError as e:
+                raise ActcError(e.message, path=step.path, line=step.pos.line,
+                                col=step.pos.col) from None
+
+
 def run(args) -> int:
+    from actc.cli.common import recipe_path
     from actc.cli.compile_cmd import parse_sets
     from actc.dsl.compiler import compile_file
 
@@ -40,9 +58,10 @@ def run(args) -> int:
     if args.model:
         from actc.cli.common import model_path
         from actc.io.model import load_model
-        program, files = load_model(model_path(args.model))
-    compiled = compile_file(args.recipe, recipe_name=args.recipe_name,
+        program, files = load_model(model_path(args.model), need_params=False)
+    compiled = compile_file(recipe_path(args.recipe), recipe_name=args.recipe_name,
                             overrides=parse_sets(args.set), program=program)
+    check_stages(compiled.steps)
     if compiled.recipe is None:
         print(f"{args.recipe}: ok (no recipe: compile copies the model unchanged)")
         return 0
@@ -50,7 +69,12 @@ def run(args) -> int:
     for st in compiled.steps:
         print(f"  {st.name}({', '.join(f'{k}: {_show(v)}' for k, v in st.args.items())})")
     if program is not None:
-        for line in dry_run(compiled, program, files):
+        if program.params or not program.persistable_names():
+            lines = dry_run(compiled.steps, program, files)
+        else:
+            lines = [f"(no params file beside {files.program}: passes not dry-run; selectors "
+                     "were checked against the program)"]
+        for line in lines:
             print(line)
     return 0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from actc.cli.common import add_model_args, load_from_args
+from actc.cli.common import add_model_args, load_from_args, recipe_path
 from actc.errors import ActcError
 
 
@@ -49,8 +49,13 @@ def parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def check_device(device: str) -> str:
+    """Validate --device now: a GPU that is not there must fail before any work."""
     d = device.strip().lower()
     if d in ("auto", "cpu", "gpu") or (d.startswith("gpu:") and d[4:].isdigit()):
+        if d.startswith("gpu"):
+            from actc.runtime.paddle_env import resolve_place
+
+            resolve_place(d)
         return d
     raise ActcError(f"--device must be auto, cpu, gpu or gpu:N, not '{device}'")
 
@@ -127,6 +132,7 @@ def run(args) -> int:
 def _compile(args, device, sets, program, files, cfg, text, where) -> int:
     from actc.dsl.compiler import compile_file, compile_source
     from actc.dsl.pipeline import Options, PipelineContext, run_pipeline, summary
+    from actc.cli.check_cmd import check_stages
     from actc.io.model import check_output_dir, save_model
 
     check_output_dir(args.output, files)  # before any long work
@@ -135,7 +141,7 @@ def _compile(args, device, sets, program, files, cfg, text, where) -> int:
         compiled = compile_source(text, where, recipe_name=args.recipe_name, overrides={},
                                   program=program, strict_selectors=False)
     else:
-        compiled = compile_file(args.recipe, recipe_name=args.recipe_name, overrides=sets,
+        compiled = compile_file(recipe_path(args.recipe), recipe_name=args.recipe_name, overrides=sets,
                                 program=program)
     for w in compiled.warnings:
         print(f"actc: warning: {w}", file=sys.stderr)
@@ -149,13 +155,7 @@ def _compile(args, device, sets, program, files, cfg, text, where) -> int:
             from actc.errors import did_you_mean
             raise ActcError(f"--print-ir: unknown step '{name}'"
                             f"{did_you_mean(name, compiled.registry.steps)}")
-    for step in compiled.steps:  # a missing stage fails now, not after an hour of work
-        if step.spec.kind == "stage":
-            try:
-                step.spec.impl()
-            except ActcError as e:
-                raise ActcError(e.message, path=step.path, line=step.pos.line,
-                                col=step.pos.col) from None
+    check_stages(compiled.steps)  # a missing stage fails now, not after an hour of work
     original = program.clone() if results_may_change(compiled) else None
     ctx.original = original
     if args.resume and not any(s.name == "train" for s in compiled.steps):

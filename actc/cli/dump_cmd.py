@@ -102,7 +102,10 @@ def run(args) -> int:
         raise ActcError(f"{out_suffix} output is a rendered graph: use --format dot",
                         path=args.output)
 
-    program, files = load_from_args(args)
+    program, files = load_from_args(args, need_params=bool(args.sparsity))
+    if files.params is None and program.persistable_names():
+        print(f"actc: note: no params file beside {files.program}: weights are shown from "
+              "their VarDescs", file=sys.stderr)
     out = _output_path(args, files)
     flt = OpFilter.from_strings(args.op_type, args.var, args.name_scope)
     if flt:

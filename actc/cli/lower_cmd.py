@@ -5,7 +5,11 @@ import sys
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("lower", help="print the recipe an ACT YAML config means")
+    p = sub.add_parser("lower", help="print the recipe an ACT YAML config means",
+                       description="Lower a PaddleSlim ACT YAML config to the actc recipe it "
+                                   "means and print it, with a note for every key actc reads "
+                                   "differently or ignores; compile --config runs the same "
+                                   "recipe.")
     p.add_argument("config", help="ACT YAML config")
     p.add_argument("--no-check", action="store_true", help="do not compile-check the result")
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import traceback
 
+from actc import __version__
 from actc.errors import ActcError
 
 # Subcommand modules, in the order ``actc --help`` lists them.
@@ -34,13 +36,60 @@ def build_parser(mods: dict[str, object]) -> argparse.ArgumentParser:
                                  "rewrite recipes.")
     parser.add_argument("--debug", action="store_true",
                         help="show Python tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"actc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in mods.values():
         mod.add_parser(sub)
+    for cmd in sub.choices.values():  # `actc dump --debug M` as well as `actc --debug dump M`
+        cmd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show Python tracebacks for errors")
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C (the same cleanup, the same report) but exiting 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def _interrupted(e: KeyboardInterrupt) -> int:
+    print(interrupted_report(), file=sys.stderr)
+    return 143 if isinstance(e, Terminated) else 130
+
+
+def interrupted_report() -> str:
+    """What exists after an interruption: only outputs that were completed."""
+    from actc.io.atomic import WRITTEN
+
+    if not WRITTEN:
+        return "actc: interrupted; no output was written"
+    done = "; ".join(f"{w.what} in {w.where}" for w in WRITTEN)
+    return f"actc: interrupted; written completely before the interruption: {done}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The console entry point (``argv`` None: this process is actc's own) or an in-process
+    call (tests), which gets its signal handlers back afterwards."""
+    old = signal.signal(signal.SIGTERM, _terminate), signal.getsignal(signal.SIGINT)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as e:  # while starting up or reporting: still no traceback
+        return _interrupted(e)
+    finally:
+        if argv is None:  # a signal during interpreter shutdown must not print a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        else:
+            signal.signal(signal.SIGTERM, old[0])
+            signal.signal(signal.SIGINT, old[1])
+
+
+def _main(argv: list[str] | None) -> int:
+    from actc.io.atomic import WRITTEN
+
+    WRITTEN.clear()
     mods = _load_commands()
     parser = build_parser(mods)
     args = parser.parse_args(argv)
@@ -56,9 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         if e.detail:
             print(e.detail, file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("actc: interrupted; no output was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return _interrupted(e)
     except BrokenPipeError:
         return 0
     except Exception as e:  # a bug in actc, not in the user's input

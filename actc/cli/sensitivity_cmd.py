@@ -10,7 +10,10 @@ from actc.errors import ActcError
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sensitivity", help="per-layer sensitivity to channel pruning and "
-                                           "quantization")
+                                           "quantization",
+                       description="Measure, per prunable group and per quantizable layer, how "
+                                   "much the model's metric drops, and suggest a recipe within "
+                                   "a drop budget.")
     add_model_args(p)
     p.add_argument("--eval-data", default=None,
                    help="data to score on (labels: top-1; else SNR vs the model); default: "

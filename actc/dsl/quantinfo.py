@@ -45,18 +45,22 @@ def explain_quantize(program: Program, ops: Selector, skipped: Selector | None =
             if not quantized:
                 reason = "no quantizable input" + (
                     f" ({'; '.join(f'{n}: {w}' for n, w in pairs)})" if pairs else "")
-        out.append(Decision(op.type, op.output_names, quantized, reason))
+        main = [n for slot in ("Out", "Y", "Output") for n in op.output(slot)]
+        out.append(Decision(op.type, main or op.output_names, quantized, reason))
     return out
 
 
 def format_decisions(decisions: list[Decision]) -> str:
-    lines = []
     n = sum(1 for d in decisions if d.quantized)
-    lines.append(f"quantize would rewrite {n} of {len(decisions)} ops:")
+    rows = []
     for d in decisions:
         out = ",".join(d.outputs) or "-"
         if d.quantized:
-            lines.append(f"  + {d.op_type:<22} {out:<28} quantize {', '.join(d.quantized)}")
+            rows.append(("+", d.op_type, out, f"quantize {', '.join(d.quantized)}"))
         elif d.reason != "type not selected (not quantizable)":
-            lines.append(f"  - {d.op_type:<22} {out:<28} {d.reason}")
+            rows.append(("-", d.op_type, out, d.reason))
+    w_type = max((len(r[1]) for r in rows), default=0)
+    w_out = max((len(r[2]) for r in rows), default=0)
+    lines = [f"quantize would rewrite {n} of {len(decisions)} ops:"]
+    lines += [f"  {m} {t:<{w_type}}  {o:<{w_out}}  {why}" for m, t, o, why in rows]
     return "\n".join(lines)

@@ -93,11 +93,22 @@ def weights(program: Program) -> list[tuple[str, tuple, str, int]]:
         t = program.params.get(name)
         if t is not None:
             rows.append((name, tuple(t.shape), t.dtype, t.nbytes))
-        else:
+        else:  # no params file (inspecting a program only): sizes from the VarDesc
             var = next((b.vars[name] for b in program.blocks if name in b.vars), None)
             shape = var.shape if var is not None and var.shape is not None else ()
-            rows.append((name, tuple(shape), (var.dtype if var else None) or "?", 0))
+            dtype = (var.dtype if var else None) or "?"
+            rows.append((name, tuple(shape), dtype, _declared_bytes(shape, dtype)))
     return rows
+
+
+def _declared_bytes(shape, dtype) -> int:
+    """Bytes a VarDesc declares, 0 where its shape or dtype is unknown."""
+    if not shape or any(d is None or d < 0 for d in shape):
+        return 0
+    try:
+        return int(np.prod(shape)) * np.dtype(str(dtype)).itemsize
+    except TypeError:
+        return 0
 
 
 def name_scope(op: Op) -> str:

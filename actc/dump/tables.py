@@ -1,6 +1,8 @@
 """The summary tables: the op type histogram and the weight list."""
 from __future__ import annotations
 
+import numpy as np
+
 from collections import Counter
 
 from actc.dump.common import OpPredicate, human_bytes, human_count, shape_str, weights
@@ -61,7 +63,10 @@ def weights_text(program: Program, names: set[str] | None = None) -> str:
     values = 0
     for r in rows:
         t = program.params.get(r["name"])
-        values += int(t.array.size) if t is not None else 0
+        if t is not None:
+            values += int(t.array.size)
+        elif r["bytes"]:  # declared by its VarDesc only
+            values += int(np.prod(r["shape"]))
     out.append(f"total: {len(rows)} weights, {human_count(values)} values, {total} bytes "
                f"({human_bytes(total)})")
     return "\n".join(out) + "\n"

@@ -25,6 +25,8 @@ Rules:
 """
 from __future__ import annotations
 
+import numpy as np
+
 import json
 from typing import Literal
 
@@ -200,7 +202,8 @@ class _Renderer:
         types = {op.type for op in p.ops(block=None)}
         rows = weights(p)
         total = sum(r[3] for r in rows)
-        values = sum(self.p.params[r[0]].array.size for r in rows if r[0] in self.p.params)
+        values = sum(self.p.params[r[0]].array.size if r[0] in self.p.params else
+                     (int(np.prod(r[1])) if r[3] else 0) for r in rows)
         if title:
             self.lines.append(f"// {title}")
         nb = len(p.blocks)

@@ -151,6 +151,23 @@ def eval_saved(out_dir: Path, x: np.ndarray, y: np.ndarray, batch: int | None = 
     return acc, list(feeds), fetch_names, ops
 
 
+def strip_callstacks(path: Path) -> int:
+    """Drop every op's ``op_callstack`` attr: it records the builder's file paths (a
+    developer's machine), which a shipped model must not carry. Returns how many were cut."""
+    from actc.proto import framework_pb2 as fpb
+
+    desc = fpb.ProgramDesc.FromString(path.read_bytes())
+    cut = 0
+    for block in desc.blocks:
+        for op in block.ops:
+            keep = [a for a in op.attrs if a.name != "op_callstack"]
+            cut += len(op.attrs) - len(keep)
+            del op.attrs[:]
+            op.attrs.extend(keep)
+    path.write_bytes(desc.SerializeToString())
+    return cut
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -183,6 +200,7 @@ def main(argv=None):
                     "is FLAGS_enable_pir_api=0 set before importing paddle?"
                 )
             shutil.copyfile(src, out / f"model{suffix}")
+    strip_callstacks(out / "model.pdmodel")
 
     rng = np.random.default_rng(args.seed)
     calib_idx = np.sort(rng.choice(len(x_tr), size=min(N_CALIB, len(x_tr)), replace=False))

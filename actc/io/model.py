@@ -115,8 +115,11 @@ def _check_params(program: Program, files: ModelFiles) -> None:
 
 def load_model(path: str | Path, params: str | Path | None = None, *,
                model_filename: str | None = None, params_filename: str | None = None,
-               files: ModelFiles | None = None) -> tuple[Program, ModelFiles]:
-    """Locate, parse and check a model; params are memory-mapped, not copied."""
+               files: ModelFiles | None = None,
+               need_params: bool = True) -> tuple[Program, ModelFiles]:
+    """Locate, parse and check a model; params are memory-mapped, not copied.
+    ``need_params=False`` (inspecting a program): a missing params file is allowed, and the
+    weights are known only from their VarDescs."""
     files = files or locate_model(path, params, model_filename=model_filename,
                                   params_filename=params_filename)
     try:
@@ -129,7 +132,7 @@ def load_model(path: str | Path, params: str | Path | None = None, *,
     except IRError as e:
         raise ActcError(f"corrupt program: {e}", path=files.program) from None
     names = program.persistable_names()
-    if names and files.params is None:
+    if names and files.params is None and need_params:
         raise ActcError(f"the program has {len(names)} persistable vars but no params file was "
                         "found beside it (pass it explicitly)", path=files.program)
     if files.params is not None:
