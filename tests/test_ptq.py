@@ -274,6 +274,47 @@ def test_fake_format(tmp_path, example_dir, test_set, float_logits):
     assert len(moving) == 6 and all(op.attr("is_test") for op in moving)
 
 
+FAKE_W4 = """
+recipe main(weight_algo: enum = abs_max) {
+    quantize(ops: op.type in {conv2d, depthwise_conv2d, matmul_v2}, format: fake,
+             weight_bits: 4, activation_quantize_type: moving_average_abs_max)
+    calibrate(algo: hist, batch_size: 32, weight_algo: weight_algo)
+    convert()
+}
+"""
+
+
+def test_fake_format_weight_mse_takes_effect(tmp_path, example_dir, test_set, float_logits):
+    """Fake ops recompute abs-max at run time, so mse clipping must reach the weight itself:
+    each written weight's per-channel max is then the mse threshold."""
+    from actc.quant.ptq import weight_threshold
+
+    outs = {}
+    for algo in ("abs_max", "mse"):
+        outs[algo] = tmp_path / algo
+        compile_model(example_dir, outs[algo], recipe=FAKE_W4, overrides={"weight_algo": algo})
+    src, _ = ops_of(example_dir)
+    mse_prog, mse_ops = ops_of(outs["mse"])
+    abs_prog, _ = ops_of(outs["abs_max"])
+    clipped = 0
+    for op in mse_ops:
+        if op.type != "fake_channel_wise_quantize_dequantize_abs_max":
+            continue
+        name, axis = op.input("X")[0], op.attr("quant_axis")
+        w0 = np.asarray(src.params[name].array)
+        w = np.asarray(mse_prog.params[name].array)
+        thr = weight_threshold(w0, 4, axis, "mse")
+        top = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
+        np.testing.assert_allclose(top, thr, rtol=1e-6)
+        clipped += int(not np.array_equal(w, w0))
+        assert np.array_equal(np.asarray(abs_prog.params[name].array), w0)  # abs_max: as is
+    assert clipped >= 3
+    acc_abs, out_abs = check_both_apis(outs["abs_max"], test_set)
+    acc_mse, out_mse = check_both_apis(outs["mse"], test_set)
+    assert not np.allclose(out_abs, out_mse)  # the choice reaches the model's outputs
+    assert acc_mse >= 0.95, (acc_abs, acc_mse)
+
+
 # ------------------------------------------------------------------ bias correction
 def test_bias_correction_w4a8(tmp_path, example_dir, test_set, float_logits):
     plain, corrected = tmp_path / "plain", tmp_path / "bc"

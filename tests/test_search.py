@@ -113,7 +113,9 @@ def test_choice_is_the_best_trial(first_run):
     assert chosen[0]["snr"] == best
     # ... the first of equals
     assert chosen[0]["index"] == min(r["index"] for r in rows if r["snr"] == best)
-    note = re.search(r"search: best of 6 trials: algo=(\w+).*bias_correction=(\w+), "
+    note = re.search(r"search: best of 6 trials \(scored on the last 4 batch\(es\) of the "
+                     r"calibration data, held out \(trials calibrate on at most the first "
+                     r"12\)\): algo=(\w+).*bias_correction=(\w+), "
                      r"batch_num=(\d+), SNR=(-?\d+\.\d+) dB", first_run["stderr"])
     assert note, first_run["stderr"]
     assert note[1] == chosen[0]["algo"] and int(note[3]) == chosen[0]["batches"]
@@ -167,3 +169,31 @@ def test_search_needs_a_quantize_step(tmp_path, capsys):
     assert code == 2
     assert "search: the program has no quantizers" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_trials_are_scored_on_held_out_data():
+    """Trials calibrate on the head of --data and are scored on its tail (or on --eval-data):
+    scoring on the calibration batches themselves would reward overfitting the statistics."""
+    import numpy as np
+
+    from actc.data import open_dataset
+    from actc.example import model_path
+    from actc.io.model import load_model
+    from actc.runtime.search import sample_trials, scoring_batches
+
+    program, files = load_model(model_path("example"))
+    calib = open_dataset(str(files.directory / "calib.npz"), program)
+    total = calib.num_batches(32, None)
+    held, usable, how = scoring_batches(calib, None, 32, 4)
+    assert usable == total - 4 and len(held) == 4 and "held out" in how
+    tail = list(calib.batches(32, total))[-4:]
+    assert all(np.array_equal(h.feed["image"], t.feed["image"]) for h, t in zip(held, tail))
+    args = {"seed": 0, "ptq_algo": ["hist"], "bias_correction": [False],
+            "weight_algo": ["abs_max"], "hist_percent": [0.98, 0.999], "batch_num": [10, 30],
+            "max_trials": 8}
+    assert max(t.batch_num for t in sample_trials(args, usable)) <= usable
+    test = open_dataset(str(files.directory / "test.npz"), program)
+    held, usable, how = scoring_batches(calib, test, 32, 4)
+    first = next(iter(test.batches(32, 1)))
+    assert usable == total and "--eval-data" in how
+    assert np.array_equal(held[0].feed["image"], first.feed["image"])

@@ -14,6 +14,8 @@ def add_parser(sub) -> None:
     p.add_argument("--recipe-name", metavar="N")
     p.add_argument("--set", action="append", default=[], metavar="K=V")
     p.add_argument("--model", help="model dir: check selectors and dry-run the passes")
+    p.add_argument("--strict", action="store_true",
+                   help="a skip_ops selector that matches nothing is an error, not a warning")
 
 
 def dry_run(steps, program, files=None) -> list[str]:
@@ -60,8 +62,11 @@ def run(args) -> int:
         from actc.io.model import load_model
         program, files = load_model(model_path(args.model), need_params=False)
     compiled = compile_file(recipe_path(args.recipe), recipe_name=args.recipe_name,
-                            overrides=parse_sets(args.set), program=program)
+                            overrides=parse_sets(args.set), program=program,
+                            strict_selectors="all" if args.strict else True)
     check_stages(compiled.steps)
+    for w in compiled.warnings:
+        print(f"warning: {w}")
     if compiled.recipe is None:
         print(f"{args.recipe}: ok (no recipe: compile copies the model unchanged)")
         return 0

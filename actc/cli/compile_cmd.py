@@ -26,6 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto",
                    help="auto (GPU when Paddle has CUDA and sees one, else CPU), cpu, gpu, gpu:N")
     p.add_argument("--no-verify", action="store_true", help="skip the IR verifier between steps")
+    p.add_argument("--strict", action="store_true",
+                   help="a skip_ops selector that matches nothing is an error, not a warning")
     p.add_argument("--print-ir-before", action="append", default=[], metavar="STEP|all")
     p.add_argument("--print-ir-after", action="append", default=[], metavar="STEP|all")
     p.add_argument("--time-passes", action="store_true", help="print how long each step took")
@@ -142,7 +144,7 @@ def _compile(args, device, sets, program, files, cfg, text, where) -> int:
                                   program=program, strict_selectors=False)
     else:
         compiled = compile_file(recipe_path(args.recipe), recipe_name=args.recipe_name, overrides=sets,
-                                program=program)
+                                program=program, strict_selectors="all" if args.strict else True)
     for w in compiled.warnings:
         print(f"actc: warning: {w}", file=sys.stderr)
     ctx = PipelineContext(program=program, source=files, data=args.data, device=device,

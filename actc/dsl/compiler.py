@@ -48,7 +48,7 @@ class Compiled:
     path: str
     registry: Registry
     warnings: list[str] = field(default_factory=list)
-    strict: bool = True  # a selector matching nothing is an error (else a warning)
+    strict: bool | str = True  # a selector matching nothing is an error (check_selectors)
 
 
 def load_module(path: str, source: str, registry: Registry, seen: set[str] | None = None
@@ -188,10 +188,17 @@ def bind_step(step: A.Step, registry: Registry, env: dict, mod: A.Module) -> Bou
     return BoundStep(spec, args, step.pos, mod.path, mod.source, arg_pos)
 
 
-def check_selectors(steps: list[BoundStep], program, strict: bool = True) -> list[str]:
+# Steps whose selector only exempts ops: matching none changes nothing, so it is a warning
+# (a bundled recipe's `skip_ops(op.name_scope contains "skip_quant")` must run on any model)
+# unless the user asks for strictness (compile/check --strict).
+OPTIONAL_SELECTOR_STEPS = ("skip_ops",)
+
+
+def check_selectors(steps: list[BoundStep], program, strict: bool | str = True) -> list[str]:
     """Every selector written in these steps must match something in ``program``; with
     ``strict=False`` (ACT configs, whose patterns may legitimately match nothing) an empty
-    selector is returned as a warning instead."""
+    selector is returned as a warning instead. ``strict=True`` still lets the steps of
+    OPTIONAL_SELECTOR_STEPS match nothing (a warning); ``strict="all"`` does not."""
     warnings = []
     ev = Evaluator(program)
     for st in steps:
@@ -210,7 +217,7 @@ def check_selectors(steps: list[BoundStep], program, strict: bool = True) -> lis
                 raise error_at(e.message, st.path, st.source, e.pos or pos) from None
             if n == 0:
                 msg = f"{st.name}: selector '{value.text}' matches no {value.subject} in the model"
-                if strict:
+                if strict == "all" or (strict and st.name not in OPTIONAL_SELECTOR_STEPS):
                     raise error_at(msg, st.path, st.source, pos)
                 warnings.append(msg)
     return warnings
@@ -218,7 +225,7 @@ def check_selectors(steps: list[BoundStep], program, strict: bool = True) -> lis
 
 def compile_source(source: str, path: str = "<recipe>", *, recipe_name: str | None = None,
                    overrides: dict[str, str] | None = None, program=None,
-                   strict_selectors: bool = True) -> Compiled:
+                   strict_selectors: bool | str = True) -> Compiled:
     """Check a recipe file and bind its steps; with ``program``, check selectors against it."""
     registry = default_registry()
     mod = load_module(path, source, registry)

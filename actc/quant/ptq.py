@@ -93,6 +93,10 @@ def apply_scales(program: Program, quantizers: list[Quantizer], stats, choice: S
                     cache[key] = thr
         else:
             thr = np.array([acts[q.tensor]], dtype=np.float32)
+        if q.is_weight and q.scale is None:
+            # fake format: the quantize-dequantize op takes its scale from max|w| at run time,
+            # so a clipped threshold (weight_algo mse) takes effect by clipping the weight
+            written.update(_clip_to(program, q, original_weights[q.tensor], thr))
         if q.scale is not None:
             written[q.scale] = _set_like(program, q.scale, thr)
             if q.quant_op is not None and q.quant_op.type in MOVING_AVERAGE_OPS:
@@ -105,6 +109,27 @@ def apply_scales(program: Program, quantizers: list[Quantizer], stats, choice: S
         if q.zero_point is not None:
             written[q.zero_point] = _set_like(program, q.zero_point, np.zeros_like(thr))
     return written
+
+
+def _clip_to(program: Program, q: Quantizer, original: np.ndarray,
+             thr: np.ndarray) -> dict[str, np.ndarray]:
+    """Store ``original`` clipped to ±thr per channel as the weight the quantizer reads (its
+    run-time abs-max is then exactly thr). Unclipped when thr is the abs-max already."""
+    axis = q.axis if q.axis >= 0 else None
+    shape = [1] * original.ndim
+    if axis is not None:
+        shape[axis] = -1
+    bound = thr.reshape(shape) if axis is not None else thr.reshape(())
+    value = np.clip(original, -bound, bound).astype(original.dtype)
+    current = np.asarray(program.params[q.tensor].array)
+    if np.array_equal(current, value):
+        return {}
+    if any(c is not q.quant_op for c, _, _ in program.consumers(q.tensor)):
+        raise ActcError(f"weight '{q.tensor}' is read by ops other than its quantizer: a "
+                        "clipped weight_algo cannot apply in fake format; use weight_algo: "
+                        "abs_max or format: onnx")
+    program.set_param(q.tensor, value)
+    return {q.tensor: value}
 
 
 def _set_like(program: Program, name: str, values: np.ndarray) -> np.ndarray:

@@ -96,10 +96,22 @@ def ensure_bias(program: Program, layer: Op, output: str, axis: int, size: int) 
     return bias.name, 1.0
 
 
+def reference_program(program: Program, float_weights: dict[str, np.ndarray]) -> Program:
+    """The float model to correct toward: quantizers removed and the weights as they were
+    before calibration (reconstruction may have written rounded weights over them)."""
+    reference = float_program(program)
+    for name, value in float_weights.items():
+        if name in reference.params:
+            reference.set_param(name, value)
+    return reference
+
+
 def correct_biases(program: Program, quantizers, dataset, *, batch_size, batch_nums,
-                   device, max_batches: int = 8) -> dict[str, int]:
+                   device, float_weights: dict[str, np.ndarray],
+                   max_batches: int = 8) -> dict[str, int]:
     """Sequential correction in program order: each layer's shift is measured with every
-    earlier layer already corrected, so upstream error is not corrected twice."""
+    earlier layer already corrected, so upstream error is not corrected twice.
+    ``float_weights``: the weights before calibration touched them (the true reference)."""
     layers = corrected_layers(program, quantizers)
     if not layers:
         return {}
@@ -114,7 +126,7 @@ def correct_biases(program: Program, quantizers, dataset, *, batch_size, batch_n
     count = min(batch_nums or max_batches, max_batches)
     batches = list(dataset.batches(batch_size, count))
     names = [out for _, out, _ in layers]
-    float_runner = Runner(float_program(program), device, private=True)
+    float_runner = Runner(reference_program(program, float_weights), device, private=True)
     f_means = {n: 0.0 for n in names}
     for batch in batches:
         for n, y in zip(names, float_runner.run(batch.feed, names)):

@@ -73,7 +73,7 @@ def calibrate(ctx, args: dict) -> None:
     originals = original_weights(ctx.program, quantizers)
     apply_scales(ctx.program, quantizers, stats, choice, originals)
     _reconstruct(ctx, quantizers, dataset, args, batch_size)
-    _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums)
+    _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums, originals)
     acts = sum(1 for q in quantizers if not q.is_weight)
     _note(ctx, f"calibrate: {acts} activation and {len(quantizers) - acts} weight quantizers, "
                f"algo={choice.algo}, weights={choice.weight_algo}"
@@ -95,13 +95,14 @@ def _reconstruct(ctx, quantizers, dataset, args, batch_size) -> None:
     _note(ctx, f"reconstruction (layer_wise): {report.summary()}")
 
 
-def _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums) -> None:
+def _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums,
+                     originals) -> None:
     if not choice.bias_correction:
         return
     from actc.runtime.bias_correction import correct_biases
 
     how = correct_biases(ctx.program, quantizers, dataset, batch_size=batch_size,
-                         batch_nums=batch_nums, device=ctx.device)
+                         batch_nums=batch_nums, device=ctx.device, float_weights=originals)
     done = ", ".join(f"{n} into {kind}" for kind, n in how.items())
     _note(ctx, f"bias correction: {done or 'no quantized layer'}")
 
@@ -200,9 +201,12 @@ def search(ctx, args: dict) -> None:
                         f"inserted ({', '.join(sorted(current))}); the weight quantizer type is "
                         "fixed by the quantize step, set it there")
     dataset = calibration_data(ctx, "search")
+    originals = original_weights(ctx.program, quantizers)
+    eval_dataset = open_dataset(ctx.eval_data, ctx.program) if ctx.eval_data else None
     result = run_search(ctx.program, quantizers, dataset, args,
-                        device=ctx.device)
+                        device=ctx.device, eval_dataset=eval_dataset)
     print(result.table())
-    _note(ctx, f"search: best of {len(result.trials)} trials: {result.best.describe()}")
+    _note(ctx, f"search: best of {len(result.trials)} trials (scored on {result.scored_on}): "
+               f"{result.best.describe()}")
     _bias_correction(ctx, quantizers, dataset, result.best.choice,
-                     int(args["batch_size"]), result.best.batch_num)
+                     int(args["batch_size"]), result.best.batch_num, originals)
