@@ -140,3 +140,41 @@ def test_bad_sparsify(example_dir, src, needle):
     with pytest.raises(ActcError) as e:
         run(f"recipe m() {{ {src} }}", example_dir)
     assert needle in str(e.value), str(e.value)
+
+
+SPARSE_QAT = """
+recipe main(keep: bool = true) {
+    sparsify(ops: op.has_weight, ratio: 0.5, local_sparsity: true)
+    fold_masks()
+    quantize(ops: op.type in {conv2d, depthwise_conv2d, mul, matmul_v2}, format: fake)
+    calibrate()
+    task_loss()
+    train(epochs: 1, sparse_model: keep)
+    convert()
+}
+"""
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_sparse_model_keeps_the_zeros_of_a_sparse_model(tmp_path, capsys, keep):
+    """ACT TrainConfig.sparse_model: QAT of a 50%-sparse model stays exactly 50% sparse."""
+    pytest.importorskip("paddle")
+    from actc.cli.main import main
+    from actc.io.model import load_model
+
+    recipe = tmp_path / "r.actc"
+    recipe.write_text(SPARSE_QAT)
+    out = tmp_path / "out"
+    assert main(["compile", "example", "--recipe", str(recipe), "-o", str(out), "--no-eval",
+                 "--set", f"keep={'true' if keep else 'false'}"]) == 0
+    err = capsys.readouterr().err
+    program, _ = load_model(out)
+    zeros = [float((np.asarray(program.params[n].array) == 0).mean())
+             for n in program.persistable_names() if n.endswith(".w_0") and
+             np.asarray(program.params[n].array).ndim >= 2]
+    assert len(zeros) == 6
+    if keep:
+        assert "6 weights keep their zeros" in err
+        assert all(z >= 0.5 for z in zeros), zeros
+    else:
+        assert not all(z >= 0.5 for z in zeros), zeros  # training refills them otherwise

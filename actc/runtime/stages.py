@@ -122,9 +122,10 @@ def run_pass(ctx, name: str, args: dict | None = None) -> int:
 
 def fold_masks(ctx, step: str) -> None:
     """Inference-time stages see the masked weights as plain (zeroed) weights."""
-    if any(op.has_attr("actc_mask") for op in ctx.program.ops()):
-        folded = run_pass(ctx, "fold_masks")
-        _note(ctx, f"{step}: {folded} sparsity masks folded into their weights")
+    masks = sum(1 for op in ctx.program.ops() if op.has_attr("actc_mask"))
+    if masks:
+        run_pass(ctx, "fold_masks")
+        _note(ctx, f"{step}: {masks} sparsity masks folded into their weights")
 
 
 def convert(ctx, args: dict) -> None:
@@ -173,11 +174,31 @@ def train(ctx, args: dict) -> None:
     if args["amp"]:
         _note(ctx, "train: amp is not supported yet; training in float32")
     if args["sparse_model"]:
-        _note(ctx, "train: sparse_model has no effect yet (no sparsity masks in this program)")
+        keep_sparsity(ctx)
     for note in run_train(ctx, args, train_data, eval_data):
         _note(ctx, note)
     # the losses are spent: a later distill step (e.g. QAT after pruning) wires its own
     run_pass(ctx, "strip_distill")
+
+
+def keep_sparsity(ctx) -> None:
+    """ACT sparse_model: an already-sparse model stays sparse through training. Masks from the
+    sparsify pass (|w| >= the smallest float, i.e. w != 0) pin every zero; compile folds them
+    into the weights before writing."""
+    import numpy as np
+
+    from actc.dsl.parser import parse_expr
+    from actc.dsl.values import Selector
+
+    if any(op.has_attr("actc_mask") for op in ctx.program.ops()):
+        _note(ctx, "train: sparse_model: the program's sparsity masks are kept")
+        return
+    text = "op.has_weight"
+    run_pass(ctx, "sparsify", {"ops": Selector(parse_expr(text), text=text),
+                               "mode": "threshold",
+                               "threshold": float(np.finfo(np.float32).tiny)})
+    masks = sum(1 for op in ctx.program.ops() if op.has_attr("actc_mask"))
+    _note(ctx, f"train: sparse_model: {masks} weights keep their zeros (masked while training)")
 
 
 def auto(ctx, args: dict) -> None:
