@@ -3,11 +3,18 @@
 Arrays are named after the program's feed vars; an optional ``label`` array is kept apart for
 accuracy. Everything is checked against the feeds up front so a mismatch is one clear error,
 not a Paddle stack trace in the middle of calibration.
+
+A data function may never stop: without ``batch_nums`` actc reads at most
+``MAX_FUNCTION_BATCHES`` of its batches and says so in a note (pass ``batch_nums`` to read
+more). Training reads it without that cap, since ``train_iter`` bounds it already.
 """
 from __future__ import annotations
 
 import importlib
+import itertools
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +25,12 @@ import numpy as np
 from actc.errors import ActcError, did_you_mean
 
 LABEL_KEYS = ("label", "labels")
+# Batches read from a data function when no batch_nums says how many (it may be endless).
+MAX_FUNCTION_BATCHES = 1000
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an archive with members / an empty one
+_NPY_MAGIC = b"\x93NUMPY"
+_TOLD: set[str] = set()  # notes already printed: a source is often opened twice
 
 
 @dataclass
@@ -36,12 +49,72 @@ class FeedSpec:
     dtype: str | None
 
 
-def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+def _tell(note: str) -> None:
+    """Print a note once per process (callers have no notes list of ours to forward)."""
+    if note not in _TOLD:
+        _TOLD.add(note)
+        print(note, file=sys.stderr)
+
+
+def _example(feeds: list[FeedSpec]) -> str:
+    names = ", ".join(f"{f.name}=..." for f in feeds) or "FEED=..."
+    return f"np.savez('data.npz', {names}, label=...)"
+
+
+def _npz_arrays(path: Path, feeds: list[FeedSpec]) -> dict[str, np.ndarray]:
+    """The arrays of one .npz file; a file that is not one is named for what it is, since
+    numpy's own errors speak of pickles and context managers."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise ActcError(f"cannot read data: {e.strerror or e}", path=path) from None
+    if not head:
+        raise ActcError("cannot read data: the file is empty (expected a .npz archive)",
+                        path=path)
+    if head.startswith(_NPY_MAGIC):
+        raise ActcError("cannot read data: a .npy file holds one unnamed array; actc reads .npz "
+                        f"archives with arrays named after the model's feeds: {_example(feeds)}",
+                        path=path)
+    if not head.startswith(_ZIP_MAGIC):
+        raise ActcError("cannot read data: not a valid .npz archive (not a zip file; write one "
+                        f"with {_example(feeds)})", path=path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except Exception as e:
+    except ValueError as e:  # object arrays need pickle, which actc never loads
         raise ActcError(f"cannot read data: {e}", path=path) from None
+    except Exception as e:
+        raise ActcError(f"cannot read data: not a valid .npz archive ({e})", path=path) from None
+
+
+def _not_regular(path: Path) -> str | None:
+    """Why an existing path that is neither a file nor a directory cannot be data."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return ("not a regular file (a device, FIFO or socket); expected a .npz file, a directory "
+            "of .npz, or module:function")
+
+
+def _directory_files(path: Path) -> tuple[list[Path], list[str]]:
+    """(the .npz files, the names of everything else but hidden files) in a directory."""
+    try:
+        entries = sorted(path.iterdir())
+    except OSError as e:
+        raise ActcError(f"cannot list the data directory: {e.strerror or e}", path=path) from None
+    files = [e for e in entries if e.suffix == ".npz" and e.is_file()]
+    others = [e.name + ("/" if e.is_dir() else "") for e in entries
+              if e not in files and not e.name.startswith(".")]
+    return files, others
+
+
+def _listing(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _split_label(arrays: dict[str, np.ndarray]):
@@ -96,15 +169,21 @@ class Dataset:
         self._arrays: dict[str, np.ndarray] | None = None
         self._labels: np.ndarray | None = None
         self._factory = None
+        self.notes: list[str] = []  # also printed to stderr as they happen
         path = Path(source)
         if path.is_file():
-            arrays, self._labels = _split_label(_npz_arrays(path))
+            arrays, self._labels = _split_label(_npz_arrays(path, feeds))
             self._set_arrays(arrays, source)
         elif path.is_dir():
-            files = sorted(path.glob("*.npz"))
+            files, others = _directory_files(path)
             if not files:
-                raise ActcError("no .npz files in this directory", path=path)
-            parts = [_split_label(_npz_arrays(f)) for f in files]
+                held = f" (it holds {_listing(others)})" if others else ""
+                raise ActcError(f"no .npz files in this directory{held}", path=path)
+            if others:
+                n = len(others)
+                self._note(f"{path}: note: ignored {n} file{'s' if n > 1 else ''} that "
+                           f"{'are' if n > 1 else 'is'} not .npz: {_listing(others)}")
+            parts = [_split_label(_npz_arrays(f, feeds)) for f in files]
             keys = set(parts[0][0])
             if any(set(p[0]) != keys for p in parts):
                 raise ActcError("the .npz files hold different array names", path=path)
@@ -120,6 +199,8 @@ class Dataset:
             labels = [p[1] for p in parts]
             self._labels = np.concatenate(labels) if all(l is not None for l in labels) else None
             self._set_arrays(arrays, source)
+        elif why := _not_regular(path):
+            raise ActcError(why, path=source)
         elif _FACTORY_SPEC.fullmatch(source):
             self._factory = _import_factory(source)
         else:
@@ -136,6 +217,10 @@ class Dataset:
             raise ActcError(f"'label' has {len(self._labels)} rows but the inputs have {n}",
                             path=source)
         self._arrays = arrays
+
+    def _note(self, note: str) -> None:
+        self.notes.append(note)
+        _tell(note)
 
     @property
     def has_labels(self) -> bool:
@@ -158,25 +243,29 @@ class Dataset:
                 yield Batch({k: v[lo:hi] for k, v in self._arrays.items()}, label)
                 count += 1
             return
-        count = 0
-        for i, item in enumerate(self._factory_items()):
-            if i < start:
-                continue
-            if batch_nums is not None and count >= batch_nums:
-                return
-            if not isinstance(item, dict):
-                raise ActcError(f"{self.source} yielded {type(item).__name__}, expected a dict "
-                                "of feed name -> array")
-            arrays, label = _split_label({k: np.asarray(v) for k, v in item.items()})
-            _check(arrays, self.feeds, self.source)
-            yield Batch(_conform(arrays, self.feeds), label)
-            count += 1
+        items = itertools.islice(self._factory_items(), start, None)
+        limit = MAX_FUNCTION_BATCHES if batch_nums is None else batch_nums
+        for item in itertools.islice(items, limit):
+            yield self._function_batch(item)
+        if batch_nums is None and next(items, _END) is not _END:
+            self._note(f"{self.source}: note: read the data function's first {limit} batches "
+                       "and stopped (it may never end); pass batch_nums (calibrate(batch_nums: "
+                       "N), QuantPost.batch_nums, actc eval --batch-nums N) to read more")
+
+    def _function_batch(self, item) -> Batch:
+        if not isinstance(item, dict):
+            raise ActcError(f"{self.source} yielded {type(item).__name__}, expected a dict "
+                            "of feed name -> array")
+        arrays, label = _split_label({k: np.asarray(v) for k, v in item.items()})
+        _check(arrays, self.feeds, self.source)
+        return Batch(_conform(arrays, self.feeds), label)
 
     def epoch_batches(self, batch_size: int, *, seed: int, epoch: int) -> Iterator[Batch]:
         """One training epoch: samples shuffled by (seed, epoch), so a resumed run sees the
-        same order. Data from a function comes in the order it yields."""
+        same order. Data from a function comes in the order it yields, uncapped: train_iter
+        bounds it."""
         if self._arrays is None:
-            yield from self.batches(batch_size)
+            yield from map(self._function_batch, self._factory_items())
             return
         n = self.num_samples()
         order = np.random.RandomState((seed * 1000003 + epoch) % (2 ** 32)).permutation(n)
@@ -216,6 +305,7 @@ class Dataset:
         return total if batch_nums is None else min(total, batch_nums)
 
 
+_END = object()
 # ``pkg.module:function`` (dotted module paths included).
 _FACTORY_SPEC = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
 

@@ -9,7 +9,11 @@ No Paddle import here.
 """
 from __future__ import annotations
 
+import codecs
+import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,13 @@ from actc.errors import ActcError, did_you_mean
 
 from . import schema
 from .schema import Key, Section
+
+
+# Limits on an ACT config, far above real ones (a few KB, a few hundred nodes, 5 levels deep):
+# they stop alias bombs, self-containing anchors and runaway nesting before anything recurses.
+MAX_BYTES = 1 << 20       # the file; PyYAML's pure-Python scanner reads ~1 MiB a second
+MAX_NODES = 100_000       # YAML nodes once every alias is expanded
+MAX_DEPTH = 32            # nesting of lists and mappings, aliases expanded
 
 
 class ConfigError(ActcError):
@@ -97,6 +108,131 @@ def _show(v: Any) -> str:
     return repr(v)
 
 
+_YAML = "tag:yaml.org,2002:"
+_MERGE = _YAML + "merge"
+# Tags an ACT config may write explicitly, and the kind of node each one fits.
+_PLAIN_TAGS = {_YAML + t: yaml.ScalarEvent for t in ("str", "int", "float", "bool", "null")}
+_PLAIN_TAGS.update({_YAML + "seq": yaml.SequenceStartEvent, _YAML + "map": yaml.MappingStartEvent})
+_KIND_WORDS = {yaml.ScalarEvent: "a scalar", yaml.SequenceStartEvent: "a list",
+               yaml.MappingStartEvent: "a mapping"}
+_SCALAR_WORDS = {"int": "an int", "float": "a number", "bool": "a bool (true/false)"}
+_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
+
+
+class _Refused(Exception):
+    """A config refused while composing, at a YAML mark (turned into a ConfigError)."""
+
+    def __init__(self, mark, message: str):
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+
+
+def _check_tag(event) -> None:
+    """Only plain data tags, on the kind of node they fit: '!!python/...' would otherwise reach
+    PyYAML's constructor (an internal error), and '!!str {a: 1}' would read as a mapping."""
+    tag = getattr(event, "tag", None)
+    if tag in (None, "!"):
+        return
+    fits = _PLAIN_TAGS.get(tag)
+    if fits is None:
+        raise _Refused(event.start_mark, f"the YAML tag '{_short_tag(tag)}' is not allowed: an "
+                                         "ACT config holds plain strings, numbers, booleans, "
+                                         "null, lists and mappings")
+    if not isinstance(event, fits):
+        raise _Refused(event.start_mark, f"the tag '{_short_tag(tag)}' is for "
+                                         f"{_KIND_WORDS[fits]}, not {_KIND_WORDS[type(event)]}")
+
+
+def _key_id(node):
+    return (node.tag, node.value) if isinstance(node, yaml.ScalarNode) else id(node)
+
+
+def _merge_pairs(node: yaml.MappingNode) -> list:
+    """A mapping's pairs with its merge keys ('<<: *base', '<<: [*a, *b]') folded in as PyYAML
+    reads them for ACT: the mapping's own keys win, then the merged mappings in order."""
+    own, merged = [], []
+    for k, v in node.value:
+        if k.tag != _MERGE:
+            own.append((k, v))
+            continue
+        for source in v.value if isinstance(v, yaml.SequenceNode) else [v]:
+            if not isinstance(source, yaml.MappingNode):
+                raise _Refused(source.start_mark, "a merge key '<<' takes a mapping or a list "
+                                                  "of mappings (e.g. '<<: *base')")
+            merged.extend(source.value)
+    taken = {_key_id(k) for k, _ in own}
+    out = []
+    for k, v in merged:
+        if _key_id(k) not in taken:
+            taken.add(_key_id(k))
+            out.append((k, v))
+    return out + own
+
+
+class _Composer(yaml.SafeLoader):
+    """PyYAML's safe composer, bounded: it counts nodes with aliases expanded and tracks depth
+    as it goes, so a bomb or a self-containing anchor is refused at its alias before any later
+    step expands or recurses through it. Merge keys are folded in here, once per mapping."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self._nodes = 0                                   # so far, aliases expanded
+        self._shape: dict[int, tuple[int, int]] = {}      # id(node) -> (nodes, height)
+        self._heights: list[int] = []                     # tallest child of each open node
+        self._open: set[str] = set()                      # anchors still being composed
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise _Refused(event.start_mark, f"the alias *{event.anchor} refers to itself "
+                                                 f"(it is inside &{event.anchor}): a config "
+                                                 "cannot contain itself")
+            node = super().compose_node(parent, index)
+            self._grow(*self._shape[id(node)], event.start_mark, alias=True)
+            return node
+        _check_tag(event)
+        if len(self._heights) >= MAX_DEPTH:
+            raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
+        start = self._nodes
+        if event.anchor is not None:
+            self._open.add(event.anchor)
+        self._heights.append(0)
+        node = super().compose_node(parent, index)
+        height = self._heights.pop() + 1
+        self._open.discard(event.anchor)
+        self._shape[id(node)] = (self._nodes - start + 1, height)  # its children are counted
+        self._grow(1, height, event.start_mark)
+        return node
+
+    def compose_mapping_node(self, anchor):
+        node = super().compose_mapping_node(anchor)
+        if any(k.tag == _MERGE for k, _ in node.value):
+            node.value = _merge_pairs(node)
+        return node
+
+    def _grow(self, nodes: int, height: int, mark, alias: bool = False) -> None:
+        """Account for a finished node (or an alias to one) in the document's size and depth."""
+        self._nodes += nodes
+        if self._nodes > MAX_NODES:
+            why = " once its aliases are expanded (an alias bomb?)" if alias else ""
+            raise _Refused(mark, f"the config has more than {MAX_NODES} YAML nodes{why}")
+        if len(self._heights) + height > MAX_DEPTH:
+            raise _Refused(mark, f"nested more than {MAX_DEPTH} levels deep"
+                                 + (" once its aliases are expanded" if alias else ""))
+        if self._heights:
+            self._heights[-1] = max(self._heights[-1], height)
+
+
+# '=' and a '<<' that is not a key are resolved to tags with no constructor: read them as text.
+_Composer.add_constructor(_YAML + "value", yaml.SafeLoader.construct_yaml_str)
+_Composer.add_constructor(_MERGE, yaml.SafeLoader.construct_yaml_str)
+
+
 class _Loader:
     def __init__(self, path: str, text: str):
         self.path = path
@@ -128,15 +264,27 @@ class _Loader:
             return {self.py(k): self.py(v) for k, v in self.pairs(node, "mapping")}
         if isinstance(node, yaml.SequenceNode):
             return [self.py(n) for n in node.value]
-        v = self.yaml.construct_object(node, deep=True)
+        v = self.scalar(node)
         return None if v == "None" else v
+
+    def scalar(self, node) -> Any:
+        """A scalar's value; one PyYAML cannot build ('!!int abc', a 30th of February) is an
+        error at the node, not a crash in the constructor."""
+        try:
+            v = self.yaml.construct_object(node, deep=True)
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError,
+                yaml.YAMLError) as e:
+            raise self.err(node, _unreadable(node, e)) from None
+        if isinstance(v, float) and not math.isfinite(v):  # no recipe can hold it
+            raise self.err(node, f"'{node.value}' is not a finite number")
+        return v
 
     def pairs(self, node, where: str):
         """(key node, value node) pairs of a mapping node; duplicate keys are errors."""
         seen: dict[Any, Any] = {}
         out = []
         for k, v in node.value:
-            name = self.yaml.construct_object(k, deep=True) if isinstance(k, yaml.ScalarNode) else None
+            name = self.scalar(k) if isinstance(k, yaml.ScalarNode) else None
             if name is None or isinstance(name, (list, dict)):
                 raise self.err(k, f"{where}: keys must be plain names")
             if name in seen:
@@ -148,6 +296,16 @@ class _Loader:
 
     # -- parsing --------------------------------------------------------------------------------
     def compose(self):
+        """The root node; every YAML-level problem is a ConfigError at its line and column."""
+        try:
+            return self._compose_lenient()
+        except _Refused as e:
+            raise ConfigError(self.path, e.mark.line + 1, e.mark.column + 1, e.message) from None
+        except yaml.reader.ReaderError as e:
+            line, col = _line_col(self.text, e.position)
+            raise ConfigError(self.path, line, col, _bad_character(e.character)) from None
+
+    def _compose_lenient(self):
         try:
             return self._compose(self.text)
         except yaml.MarkedYAMLError as e:
@@ -183,7 +341,7 @@ class _Loader:
                               f"invalid YAML: {problem}" + (f" ({ctx.strip()})" if ctx else ""))
 
     def _compose(self, text: str):
-        self.yaml = yaml.SafeLoader(text)
+        self.yaml = _Composer(text)
         return self.yaml.get_single_node()
 
     # -- validation -----------------------------------------------------------------------------
@@ -210,6 +368,8 @@ class _Loader:
                 return self.in_range(key, v, node, where)
         elif isinstance(v, str):
             if "float" in types and "str" not in types and _FLOATISH.match(v):
+                if not math.isfinite(float(v)):
+                    raise self.err(node, f"{where}: '{v}' is not a finite number")
                 self.note(node, f"{where}: read '{v}' as the number {float(v)!r} "
                                 "(YAML 1.1 reads exponents without a '.' as strings)")
                 return self.in_range(key, float(v), node, where)
@@ -293,7 +453,9 @@ class _Loader:
         if root is None:
             raise ConfigError(self.path, 1, 1, "the config is empty")
         if not isinstance(root, yaml.MappingNode):
-            raise self.err(root, "an ACT config is a mapping of sections (QuantPost:, ...)")
+            got = "a list" if isinstance(root, yaml.SequenceNode) else _a(type_name(self.py(root)))
+            raise self.err(root, "an ACT config is a mapping of sections (QuantPost:, ...), "
+                                 f"not {got}")
         seen_canonical: dict[str, Any] = {}
         for kn, vn in self.pairs(root, "config"):
             name = self.py(kn)
@@ -577,9 +739,12 @@ def apply_overrides(root, overrides: dict[str, str], path: str):
             raise ConfigError(path, 1, 1, f"--set {dotted}: with --config, write "
                                           "Section.key=value (e.g. TrainConfig.epochs=3)")
         try:
-            value = yaml.SafeLoader(text).get_single_node()
+            value = _Composer(text).get_single_node()
+        except _Refused as e:
+            raise ConfigError(path, 1, 1, f"--set {dotted}: {e.message}") from None
         except yaml.YAMLError as e:
-            raise ConfigError(path, 1, 1, f"--set {dotted}: not a YAML value: {e}") from None
+            problem = " ".join(str(e).split())
+            raise ConfigError(path, 1, 1, f"--set {dotted}: not a YAML value: {problem}") from None
         if value is None:
             value = yaml.ScalarNode("tag:yaml.org,2002:null", "null")
         node = root
@@ -622,14 +787,75 @@ def _remark(node, mark) -> None:
 
 def load_config(path: str | Path, overrides: dict[str, str] | None = None) -> Config:
     """Read, validate and normalise an ACT YAML config (either format)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(str(path), 1, 1, f"cannot read the config: {e.strerror or e}") from None
-    return loads(text, str(path), overrides)
+    return loads(_decode(_read(Path(path)), str(path)), str(path), overrides)
 
 
 def loads(text: str, path: str = "<string>", overrides: dict[str, str] | None = None) -> Config:
     """``load_config`` on text (``path`` is only used in messages)."""
     return _Loader(path, text).load(overrides)
+
+
+def _read(path: Path) -> bytes:
+    """The config's bytes; a device, FIFO or file over MAX_BYTES is refused before reading."""
+    def refuse(message: str):
+        return ConfigError(str(path), 1, 1, message)
+
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise refuse(f"cannot read the config: it is {what}")
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise refuse(f"cannot read the config: {e.strerror or e}") from None
+    if len(data) > MAX_BYTES:
+        raise refuse(f"the config is larger than {MAX_BYTES >> 20} MiB (ACT configs are a few KB)")
+    return data
+
+
+def _decode(data: bytes, path: str) -> str:
+    """Text as PyYAML would read it: UTF-16 after its byte-order mark, else UTF-8 (with or
+    without one). A bad byte is an error at its line and column."""
+    utf16 = data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+    if not utf16 and data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    encoding = "utf-16" if utf16 else "utf-8"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        before = data[:e.start].decode(encoding, errors="replace")
+        line, col = _line_col(before, len(before))
+        raise ConfigError(path, line, col, f"not valid {encoding.upper()}: {e.reason} (byte "
+                                           f"0x{data[e.start]:02x}); save the config as UTF-8"
+                          ) from None
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of ``text[index]``, counting line breaks as PyYAML's marks do."""
+    line, start = 1, 0
+    for m in _LINE_BREAK.finditer(text, 0, index):
+        line, start = line + 1, m.end()
+    return line, index - start + 1
+
+
+def _bad_character(code) -> str:
+    code = ord(code) if isinstance(code, str) else int(code)
+    return (f"character U+{code:04X} is not allowed in YAML (a control character; is this a "
+            "binary file?)")
+
+
+def _unreadable(node, e: Exception) -> str:
+    """Why a scalar cannot be built, in the user's terms."""
+    shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+    kind = node.tag[len(_YAML):] if node.tag.startswith(_YAML) else node.tag
+    if kind == "timestamp":
+        return f"'{shown}' is not a date ({e}) though YAML reads it as one; quote it"
+    if "digits" in str(e):
+        return f"'{shown}' has too many digits for a number"
+    what = _SCALAR_WORDS.get(kind, f"a valid {_short_tag(node.tag)} value")
+    return f"'{shown}' is not {what} (tagged {_short_tag(node.tag)})"
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
