@@ -69,11 +69,22 @@ def interrupted_report() -> str:
     return f"actc: interrupted; written completely before the interruption: {done}"
 
 
+def _start_threads_deaf() -> None:
+    """Import numpy with SIGINT/SIGTERM blocked, so the BLAS threads it starts inherit that
+    mask: signals then reach the main thread (Python's handler) only, never a worker thread
+    running a C library's handler (Paddle installs glog's, which aborts without cleanup)."""
+    from actc.io.atomic import signals_held
+
+    with signals_held():
+        import numpy  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console entry point (``argv`` None: this process is actc's own) or an in-process
     call (tests), which gets its signal handlers back afterwards."""
     old = signal.signal(signal.SIGTERM, _terminate), signal.getsignal(signal.SIGINT)
     try:
+        _start_threads_deaf()
         return _main(argv)
     except KeyboardInterrupt as e:  # while starting up or reporting: still no traceback
         return _interrupted(e)

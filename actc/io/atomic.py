@@ -50,6 +50,22 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+@contextmanager
+def signals_restored() -> Iterator[None]:
+    """Re-install this process's SIGINT/SIGTERM handlers after the block: Paddle's import puts
+    its own C-level SIGTERM handler in place, which would kill actc without any cleanup."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in _HELD}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
 class _Staging:
     """Temporaries for one write: a hidden directory per new target directory, a hidden file
     per target in an existing one; ``commit`` renames them all, ``discard`` removes them."""

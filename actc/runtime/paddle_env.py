@@ -35,7 +35,12 @@ def import_paddle():
         # Paddle prints a warning whenever OMP_NUM_THREADS > 1, and a ccache notice. actc keeps
         # Paddle's default of one thread (set OMP_NUM_THREADS for more): on a busy machine
         # OpenMP threads spin against each other, a tiny CNN's batch went from 12 ms to 210 ms.
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        from actc.io.atomic import signals_held, signals_restored
+
+        # Paddle turns any exception inside its import into ImportError, so a Ctrl-C there
+        # would read "needs Paddle": signals wait until the import is done (about a second).
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
+                signals_held(), signals_restored():
             warnings.simplefilter("ignore")
             import paddle
     except ImportError:
