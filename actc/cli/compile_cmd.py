@@ -38,6 +38,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted train step from its checkpoint (OUT.ckpt/)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-step summary")
+    p.add_argument("--bench", action="store_true",
+                   help="also measure latency before and after in Paddle Inference "
+                        "(as actc bench INPUT OUTPUT, batch 1 and 8)")
 
 
 def parse_sets(items: list[str]) -> dict[str, str]:
@@ -184,6 +187,9 @@ def _compile(args, device, sets, program, files, cfg, text, where) -> int:
         for note in ctx.notes:
             print(f"  note: {note}", file=sys.stderr)
         print(f"wrote {written.program}", file=sys.stderr)
+        print(size_line(files, written), file=sys.stderr)
+    if args.bench:
+        print(bench_before_after(files, written, device), file=sys.stderr)
     if original is not None and not args.no_eval:
         from actc.runtime.report import compare, eval_source
 
@@ -193,6 +199,30 @@ def _compile(args, device, sets, program, files, cfg, text, where) -> int:
 
             print(compare(original, load_model(written.program.parent)[0], data, device))
     return 0
+
+
+def size_line(before, after) -> str:
+    """Model size on disk before and after, the first thing a user compressing asks."""
+    from actc.deploy.bench import model_size
+    from actc.dump.common import human_bytes
+
+    a, b = model_size(before), model_size(after)
+    ratio = f" ({a / b:.2f}x smaller)" if b and b < a else ""
+    return f"size: {human_bytes(a)} -> {human_bytes(b)}{ratio}"
+
+
+def bench_before_after(before, after, device: str) -> str:
+    """compile --bench: `actc bench INPUT OUTPUT` at batch 1 and 8."""
+    from actc.deploy.bench import format_table, run_one
+    from actc.io.model import load_model
+
+    runs = []
+    for name, f in (("input", before), ("output", after)):
+        program, files = load_model(f.program, f.params, files=f)
+        runs.append(run_one(name, program, files, batches=[1, 8],
+                            device="gpu" if device.startswith("gpu") else "cpu", threads=1,
+                            warmup=5, repeats=20, shapes={}, data=None))
+    return format_table(runs, [1, 8])
 
 
 def strip_training_ops(ctx, opts) -> list:

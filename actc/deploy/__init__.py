@@ -1,0 +1,1 @@
+"""Deployment: how actc's outputs run in Paddle Inference, measured (``actc bench``)."""
