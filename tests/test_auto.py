@@ -66,3 +66,19 @@ def test_transformers_get_transformer_prune_then_int8(tmp_path, capsys):
     types = [op.type for op in program.ops()]
     assert "dequantize_linear" in types
     assert [list(op.attr("shape")) for op in program.ops("reshape2")][0] == [0, 0, 3, 8]
+
+
+def test_target_speedup_is_measured_and_reported(tmp_path, capsys):
+    """Global.target_speedup: the chosen model's speed-up over the input is measured with
+    actc bench on this machine; deploy_hardware is noted (no ARM latency tables here)."""
+    config = tmp_path / "act.yaml"
+    config.write_text("Global: {model_dir: ./m, target_speedup: 100.0, "
+                      "deploy_hardware: SD710}\n"
+                      "TrainConfig: {epochs: 1, eval_iter: 16}\n")
+    assert main(["compile", "example", "--config", str(config), "-o",
+                 str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    m = re.search(r"auto: target_speedup 100: not reached, (\d+\.\d\d)x measured \(batch 1, "
+                  r"int8 on cpu", err)
+    assert m and 0 < float(m[1]) < 100, err
+    assert "deploy_hardware 'SD710'" in err

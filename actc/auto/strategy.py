@@ -125,6 +125,7 @@ def choose(ctx, args: dict) -> list[str]:
     from actc.runtime.evaluate import evaluate
 
     auto = Auto(ctx, args)
+    source = ctx.program  # the input, for the latency check
     notes = []
     if auto.eval_data is not None and auto.eval_data.has_labels:
         auto.float_acc = evaluate(ctx.program, auto.eval_data, device=ctx.device).accuracy
@@ -166,12 +167,36 @@ def choose(ctx, args: dict) -> list[str]:
         mark = "*" if c is winner else " "
         notes.append(f"auto: {mark} {c.name}: {c.score()} ({c.seconds:.1f} s) - {c.why}")
     notes.append(f"auto: chose {winner.name}: {reason}")
-    if args["target_speedup"] is not None or args["deploy_hardware"] is not None:
-        notes.append("auto: target_speedup / deploy_hardware are noted but not used: actc "
-                     "has no latency model yet, so candidates are chosen by accuracy")
     if winner.program is None:
         raise ActcError("auto: no candidate produced a model")
+    notes += latency_notes(source, winner, args, ctx.device)
     ctx.program = winner.program
+    return notes
+
+
+def latency_notes(source, winner: Candidate, args: dict, device: str | None) -> list[str]:
+    """target_speedup: the chosen model's speed-up measured with actc bench on this machine
+    (ACT's latency tables cover three ARM phones only); deploy_hardware names hardware actc
+    cannot measure here, so it is noted."""
+    notes = []
+    if args["deploy_hardware"] is not None:
+        notes.append(f"auto: deploy_hardware '{args['deploy_hardware']}': actc measures latency "
+                     "on this machine (Paddle Inference), not on that hardware")
+    target = args["target_speedup"]
+    if target is None:
+        return notes
+    from actc.deploy.bench import measured_speedup
+
+    dev = "gpu" if str(device or "cpu").startswith("gpu") else "cpu"
+    ratio, how = measured_speedup(source, winner.program, device=dev)
+    if ratio is None:
+        notes.append(f"auto: target_speedup {target:g}: could not measure ({how})")
+    elif ratio >= float(target):
+        notes.append(f"auto: target_speedup {target:g}: reached, {ratio:.2f}x measured ({how})")
+    else:
+        notes.append(f"auto: target_speedup {target:g}: not reached, {ratio:.2f}x measured "
+                     f"({how}); int8 alone gives no more here: channel pruning "
+                     "(prune_channels) or a smaller input can")
     return notes
 
 

@@ -102,3 +102,25 @@ def format_table(results: list[BenchResult], batches: list[int]) -> str:
     for r in results:
         lines.append(f"{r.name}: {r.plan}" + (f"; error: {r.error}" if r.error else ""))
     return "\n".join(lines)
+
+
+def measured_speedup(before: Program, after: Program, *, device: str = "cpu", batch: int = 1,
+                     shapes: dict[str, list[int]] | None = None) -> tuple[float | None, str]:
+    """Latency ratio before/after of two in-memory programs (each written to a temporary
+    model and benched), and what was measured or why it could not be."""
+    from actc.io.model import save_model
+
+    with tempfile.TemporaryDirectory(prefix="actc-speedup-") as tmp:
+        runs = []
+        for name, program in (("before", before), ("after", after)):
+            files = save_model(program, Path(tmp) / name)
+            try:
+                runs.append(run_one(name, program, files, batches=[batch], device=device,
+                                    threads=1, warmup=5, repeats=20, shapes=shapes or {},
+                                    data=None))
+            except ActcError as e:
+                return None, e.message
+    if any(r.error for r in runs):
+        return None, next(r.error for r in runs if r.error)
+    b, a = (r.batches[str(batch)]["median_ms"] for r in runs)
+    return b / a, f"batch {batch}, {runs[1].plan}"
