@@ -73,7 +73,6 @@ GOLDEN_QUANT_POST = '''\
 # actc recipe lowered from the ACT config act_quant_post.yaml.
 # Edit freely: this is the plan `actc compile` runs (syntax: docs/language.md).
 # Model (Global.model_dir): ./inference_model (model.pdmodel, model.pdiparams)
-# Ignored sections (data/eval settings of the example scripts): Global
 recipe main() {
     # QuantPost (act_quant_post.yaml:7): post-training quantization -- insert quantize/dequantize ops, calibrate scales on data, freeze.
     # not_quant_pattern (ACT default [skip_quant]): these ops stay float (FAQ 4: set an op's name_scope to skip it).
@@ -534,7 +533,8 @@ def test_ignored_sections_note():
         "script's business)",
     ]
     assert cfg.model_location.model_dir == "./m" and cfg.model_location.model_filename is None
-    assert cfg.ignored_sections == ["Global", "EvalDataset", "Metric"]
+    # Global is read (model, batch size, ...): only its unread keys count as ignored
+    assert cfg.ignored_sections == ["Global.input_name", "EvalDataset", "Metric"]
 
 
 def test_old_and_new_name_together():

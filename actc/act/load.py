@@ -491,8 +491,8 @@ class _Loader:
         return self.cfg
 
     def ignored(self, name: str, kn, vn) -> None:
-        self.cfg.ignored_sections.append(name)
-        if name != "Global":
+        if name != "Global":  # Global is read in part: only its unread keys are ignored
+            self.cfg.ignored_sections.append(name)
             self.note(kn, f"ignored: section '{name}' ({schema.IGNORED_SECTIONS[name]})")
             return
         rest = []
@@ -513,6 +513,7 @@ class _Loader:
             self.cfg.model_location = ModelLocation(loc.get("model_dir"), loc.get("model_filename"),
                                                     loc.get("params_filename"))
         if rest:
+            self.cfg.ignored_sections.extend(f"Global.{k}" for k in rest)
             self.note(kn, f"ignored: Global.{', Global.'.join(rest)} (example-script settings; "
                           "actc reads only model_dir, model_filename, params_filename, "
                           "batch_size, input_shapes, target_speedup and deploy_hardware)")

@@ -526,7 +526,7 @@ def lower(cfg: Config, name: str = "main") -> Lowered:
         files = ", ".join(f for f in (loc.model_filename, loc.params_filename) if f)
         header.append(f"Model (Global.model_dir): {loc.model_dir}" + (f" ({files})" if files else ""))
     if cfg.ignored_sections:
-        header.append("Ignored sections (data/eval settings of the example scripts): "
+        header.append("Ignored (data/eval settings of the example scripts): "
                       + ", ".join(cfg.ignored_sections))
     spans: list = []
     text = render(steps, cfg, name, header, spans)
