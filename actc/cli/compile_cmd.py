@@ -38,6 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted train step from its checkpoint (OUT.ckpt/)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-step summary")
+    p.add_argument("--report", metavar="FILE.json",
+                   help="write every quantizer's error (SQNR at its calibrated scale) here")
     p.add_argument("--bench", action="store_true",
                    help="also measure latency before and after in Paddle Inference "
                         "(as actc bench INPUT OUTPUT, batch 1 and 8)")
@@ -141,6 +143,8 @@ def _compile(args, device, sets, program, files, cfg, text, where) -> int:
     from actc.io.model import check_output_dir, save_model
 
     check_output_dir(args.output, files)  # before any long work
+    if args.report:
+        check_report_path(args.report)
 
     if cfg is not None:
         compiled = compile_source(text, where, recipe_name=args.recipe_name, overrides={},
@@ -186,8 +190,14 @@ def _compile(args, device, sets, program, files, cfg, text, where) -> int:
             print(summary(results), file=sys.stderr)
         for note in ctx.notes:
             print(f"  note: {note}", file=sys.stderr)
+        if ctx.reports.get("quantizers"):
+            from actc.quant.error import worst_table
+
+            print(worst_table(ctx.reports["quantizers"]), file=sys.stderr)
         print(f"wrote {written.program}", file=sys.stderr)
         print(size_line(files, written), file=sys.stderr)
+    if args.report:
+        write_report(args.report, ctx.reports.get("quantizers"))
     if args.bench:
         print(bench_before_after(files, written, device), file=sys.stderr)
     if original is not None and not args.no_eval:
@@ -199,6 +209,30 @@ def _compile(args, device, sets, program, files, cfg, text, where) -> int:
 
             print(compare(original, load_model(written.program.parent)[0], data, device))
     return 0
+
+
+def check_report_path(path: str) -> None:
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        raise ActcError("--report names a directory; give a file name", path=path)
+    parent = next((d for d in [p.parent, *p.parent.parents] if d.exists()), Path("."))
+    import os
+
+    if not os.access(parent, os.W_OK):
+        raise ActcError(f"--report: cannot write here ({parent} is not writable)", path=path)
+
+
+def write_report(path: str, rows) -> None:
+    """--report: every quantizer's error as JSON (empty when the recipe quantized nothing)."""
+    import json
+
+    from actc.io.atomic import write_atomic
+
+    data = [dict(r.to_json(), sqnr_db=None if r.sqnr_db == float("inf") else r.sqnr_db)
+            for r in rows or []]  # exact (inf) -> null: JSON has no infinity
+    write_atomic(path, (json.dumps({"quantizers": data}, indent=1) + "\n").encode())
 
 
 def size_line(before, after) -> str:

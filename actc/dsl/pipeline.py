@@ -28,6 +28,7 @@ class PipelineContext:
     eval_data: str | None = None     # --eval-data (training evaluates on it)
     resume: bool = False             # --resume: continue training from its checkpoint
     cache: dict = field(default_factory=dict)  # loaded teachers etc., shared by steps
+    reports: dict = field(default_factory=dict)  # structured results for the CLI (quantizers)
 
 
 @dataclass

@@ -74,6 +74,7 @@ def calibrate(ctx, args: dict) -> None:
     apply_scales(ctx.program, quantizers, stats, choice, originals)
     _reconstruct(ctx, quantizers, dataset, args, batch_size)
     _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums, originals)
+    _error_report(ctx, quantizers, dataset, batch_size)
     acts = sum(1 for q in quantizers if not q.is_weight)
     _note(ctx, f"calibrate: {acts} activation and {len(quantizers) - acts} weight quantizers, "
                f"algo={choice.algo}, weights={choice.weight_algo}"
@@ -105,6 +106,14 @@ def _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums,
                          batch_nums=batch_nums, device=ctx.device, float_weights=originals)
     done = ", ".join(f"{n} into {kind}" for kind, n in how.items())
     _note(ctx, f"bias correction: {done or 'no quantized layer'}")
+
+
+def _error_report(ctx, quantizers, dataset, batch_size) -> None:
+    """Each quantizer's SQNR at its final scale, for compile's worst-quantizers table."""
+    from actc.runtime.quant_report import measure
+
+    ctx.reports["quantizers"] = measure(ctx.program, quantizers, dataset,
+                                        batch_size=batch_size, device=ctx.device)
 
 
 def run_pass(ctx, name: str, args: dict | None = None) -> int:
@@ -231,3 +240,4 @@ def search(ctx, args: dict) -> None:
                f"{result.best.describe()}")
     _bias_correction(ctx, quantizers, dataset, result.best.choice,
                      int(args["batch_size"]), result.best.batch_num, originals)
+    _error_report(ctx, quantizers, dataset, int(args["batch_size"]))
