@@ -16,6 +16,7 @@ from actc.dsl.evaluate import EvalError, Evaluator
 from actc.dsl.parser import error_at, parse, parse_expr
 from actc.dsl.registry import ParamSpec, Registry, StepSpec, default_registry, param_spec, \
     stdlib_files
+from actc.dsl.limits import MAX_IMPORT_DEPTH, FileProblem, read_recipe
 from actc.dsl.resources import bundled_recipe
 from actc.dsl.selectors import SelectorProblem, check_selector
 from actc.dsl.typecheck import TypeProblem, coerce
@@ -51,8 +52,8 @@ class Compiled:
     strict: bool | str = True  # a selector matching nothing is an error (check_selectors)
 
 
-def load_module(path: str, source: str, registry: Registry, seen: set[str] | None = None
-                ) -> A.Module:
+def load_module(path: str, source: str, registry: Registry, seen: set[str] | None = None,
+                depth: int = 0) -> A.Module:
     """Parse ``source`` and register the passes of everything it imports (then its own)."""
     seen = set() if seen is None else seen
     mod = parse(source, path)
@@ -64,16 +65,18 @@ def load_module(path: str, source: str, registry: Registry, seen: set[str] | Non
                 raise error_at(f"no stdlib pass file '{target}'{did_you_mean(target, stdlib)}; "
                                f"stdlib: {', '.join(stdlib)}", path, source, imp.pos)
             continue  # stdlib passes are always registered
-        file = (Path(path).parent / target).resolve()
-        if str(file) in seen:
+        file = (Path(path).parent / target).absolute()
+        if str(file.resolve()) in seen:
             continue
-        seen.add(str(file))
+        seen.add(str(file.resolve()))
+        if depth >= MAX_IMPORT_DEPTH:
+            raise error_at(f"imports nested deeper than {MAX_IMPORT_DEPTH} files", path, source,
+                           imp.pos)
         try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as e:
-            raise error_at(f"cannot import '{target}': {e.strerror}", path, source,
-                           imp.pos) from None
-        sub = load_module(str(file), text, registry, seen)
+            text = read_recipe(file, need_suffix=True)
+        except FileProblem as e:
+            raise error_at(f"cannot import '{target}': {e}", path, source, imp.pos) from None
+        sub = load_module(str(file), text, registry, seen, depth + 1)
         if sub.recipes:
             pass  # recipes of imported files are not runnable from here; only passes count
     registry.add_module(A.Module(mod.path, mod.source, [], mod.passes, [], mod.stages))
@@ -147,8 +150,9 @@ def bind_params(recipe: A.Recipe, mod: A.Module, overrides: dict[str, str]) -> d
             text = overrides[p.name]
             try:
                 expr = parse_expr(text, f"--set {p.name}")
-            except ActcError:
-                raise ActcError(f"--set {p.name}={text}: not a valid value") from None
+            except ActcError as e:
+                why = e.message if "out of range" in e.message else "not a valid value"
+                raise ActcError(f"--set {p.name}={text}: {why}") from None
             try:
                 values[p.name] = binder.value(spec, expr, {}, text, p.pos)
             except ActcError as e:
@@ -247,9 +251,7 @@ def compile_source(source: str, path: str = "<recipe>", *, recipe_name: str | No
 def compile_file(path: str | Path, **kw) -> Compiled:
     path = bundled_recipe(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ActcError(f"cannot read the recipe: {e.strerror}", path=path) from None
-    except UnicodeDecodeError:
-        raise ActcError("the recipe is not UTF-8 text", path=path) from None
+        text = read_recipe(path, need_suffix=False)
+    except FileProblem as e:
+        raise ActcError(f"cannot read the recipe: {e}", path=path) from None
     return compile_source(text, str(path), **kw)

@@ -104,7 +104,7 @@ class Evaluator:
             return not self.truth(v, env)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise EvalError(f"cannot negate a {type_name(v)}", e.pos)
-        return -v
+        return _bounded("-", -v, e.pos)
 
     def _Binary(self, e: A.Binary, env):
         if e.op == "and":
@@ -114,25 +114,30 @@ class Evaluator:
             return self.truth(self.eval(e.left, env), env) or \
                 self.truth(self.eval(e.right, env), env)
         a, b = self.eval(e.left, env), self.eval(e.right, env)
+        _check_growth(e.op, a, b, e.pos)
         try:
             if e.op == "+":
                 if isinstance(a, str) != isinstance(b, str):
                     raise TypeError
                 if isinstance(a, (list, tuple)):
                     return list(a) + list(b)
-                return (str(a) + str(b)) if isinstance(a, str) else a + b
+                return (str(a) + str(b)) if isinstance(a, str) else _bounded("+", a + b, e.pos)
             if isinstance(a, (str, list)) or isinstance(b, (str, list)):
                 raise TypeError
             if e.op == "-":
-                return a - b
+                return _bounded("-", a - b, e.pos)
             if e.op == "*":
-                return a * b
+                return _bounded("*", a * b, e.pos)
             if e.op == "/":
-                return a // b if isinstance(a, int) and isinstance(b, int) else a / b
+                return _bounded("/", a // b if isinstance(a, int) and isinstance(b, int)
+                                else a / b, e.pos)
             if e.op == "%":
                 return a % b
         except TypeError:
             pass
+        except OverflowError:
+            raise EvalError(f"'{e.op}' overflows: the result is not a finite float",
+                            e.pos) from None
         except ZeroDivisionError:
             raise EvalError("division by zero", e.pos) from None
         raise EvalError(f"cannot apply '{e.op}' to {type_name(a)} and {type_name(b)}", e.pos)
@@ -298,3 +303,42 @@ def _norm(v):
     if isinstance(v, EnumName):
         return str(v)
     return v
+
+
+def _bounded(op: str, v, pos):
+    """Arithmetic stays in what a recipe can mean: 64-bit integers, finite floats."""
+    import math
+
+    from actc.dsl.limits import MAX_INT
+
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and not -MAX_INT - 1 <= v <= MAX_INT:
+        raise EvalError(f"'{op}' overflows: the result does not fit in 64 bits", pos)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise EvalError(f"'{op}' overflows: the result is not a finite float", pos)
+    return v
+
+
+def _check_growth(op: str, a, b, pos) -> None:
+    """Refuse before building a value too big to be a recipe's (doubling a string forty
+    times used to end in MemoryError)."""
+    from actc.dsl.limits import MAX_ARRAY, MAX_LIST, MAX_STRING
+
+    if op == "+" and isinstance(a, str) and isinstance(b, str) and \
+            len(a) + len(b) > MAX_STRING:
+        raise EvalError(f"'+' would make a string of {len(a) + len(b)} characters; the limit "
+                        f"is {MAX_STRING}", pos)
+    if op == "+" and isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and \
+            len(a) + len(b) > MAX_LIST:
+        raise EvalError(f"'+' would make a list of {len(a) + len(b)} elements; the limit is "
+                        f"{MAX_LIST}", pos)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        try:
+            shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+        except ValueError:
+            return  # numpy reports the mismatch itself
+        size = int(np.prod(shape, dtype=object))
+        if size > MAX_ARRAY:
+            raise EvalError(f"'{op}' would make an array of {size} elements; the limit is "
+                            f"{MAX_ARRAY}", pos)

@@ -5,8 +5,11 @@ source line with a caret under the offending token.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import lru_cache
+from pathlib import Path
+
 from actc.dsl.resources import data_dir
 
 from lark import Lark, Token, Transformer, v_args
@@ -17,13 +20,78 @@ from actc.dsl import ast as A
 from actc.errors import ActcError
 
 
+# The LALR tables ship in the package as JSON (no pickle: Lark's own cache=True unpickled a
+# file with a predictable name from the shared temp dir, which another local user could
+# plant). They are tied to the grammar by its SHA-256; stale tables are rebuilt in memory.
+# Regenerate after editing grammar/actc.lark: python -m actc.dsl.parser
+TABLES = Path(__file__).with_name("parser_tables.json")
+LARK_OPTIONS = dict(parser="lalr", lexer="contextual", propagate_positions=True,
+                    maybe_placeholders=True)
+
+
+def grammar_text() -> str:
+    return data_dir("actc.grammar").joinpath("actc.lark").read_text(encoding="utf-8")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def build_parser(text: str) -> Lark:
+    return Lark(text, **LARK_OPTIONS)
+
+
+def load_tables(text: str) -> Lark | None:
+    """The shipped tables when they were built from exactly this grammar, else None."""
+    try:
+        stored = json.loads(TABLES.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict) or stored.get("grammar_sha256") != _digest(text):
+        return None
+    tables = _decode(stored["tables"])
+    return Lark.load({"data": tables["data"], "memo": tables["memo"]})  # a dict: no pickle
+
+
+def _encode(v):
+    """JSON keeps only string keys; Lark's tables key states and memo entries by int."""
+    if isinstance(v, dict):
+        if all(isinstance(k, str) for k in v):
+            return {k: _encode(x) for k, x in v.items()}
+        return {"__items__": [[_encode(k), _encode(x)] for k, x in v.items()]}
+    if isinstance(v, (list, tuple)):
+        return [_encode(x) for x in v]
+    return v
+
+
+def _decode(v):
+    if isinstance(v, dict):
+        if set(v) == {"__items__"}:
+            return {_key(_decode(k)): _decode(x) for k, x in v["__items__"]}
+        return {k: _decode(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_decode(x) for x in v]
+    return v
+
+
+def _key(k):
+    return tuple(k) if isinstance(k, list) else k
+
+
+def write_tables(text: str) -> None:
+    from lark.grammar import Rule
+    from lark.lexer import TerminalDef
+
+    data, memo = build_parser(text).memo_serialize([TerminalDef, Rule])
+    tables = _encode({"data": data, "memo": memo})
+    TABLES.write_text(json.dumps({"grammar_sha256": _digest(text), "tables": tables},
+                                 separators=(",", ":")) + "\n", encoding="utf-8")
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    # cache=True: Lark stores the built LALR tables in the temp dir keyed by the grammar's
-    # hash, so each CLI run skips ~0.4-1.5 s of table construction.
-    text = data_dir("actc.grammar").joinpath("actc.lark").read_text(encoding="utf-8")
-    return Lark(text, parser="lalr", lexer="contextual", propagate_positions=True,
-                maybe_placeholders=True, cache=True)
+    text = grammar_text()
+    return load_tables(text) or build_parser(text)
 
 
 def caret(source: str, line: int | None, col: int | None) -> str | None:
@@ -34,7 +102,11 @@ def caret(source: str, line: int | None, col: int | None) -> str | None:
     if line > len(lines):
         return None
     text = lines[line - 1].expandtabs(1)
-    return f"    {text}\n    {' ' * max((col or 1) - 1, 0)}^"
+    at = max((col or 1) - 1, 0)
+    width = 120  # a window around the column: a 5000-character line stays readable
+    start = max(0, min(at - width // 2, len(text) - width))
+    shown = text[start:start + width]
+    return f"    {shown}\n    {' ' * (at - start)}^"
 
 
 def error_at(message: str, path: str, source: str, pos: A.Pos | None) -> ActcError:
@@ -118,7 +190,24 @@ class _ToAst(Transformer):
 
     # --- atoms
     def number(self, c):
-        return A.Lit(_number(c[0]), _pos(c[0]))
+        """Numbers a recipe can mean: 64-bit integers and finite floats."""
+        import math
+
+        from actc.dsl.limits import MAX_INT
+
+        text = str(c[0])
+        shown = text if len(text) <= 12 else text[:10] + "..."
+        try:
+            value = _number(c[0])
+        except ValueError:  # Python refuses int() of more than 4300 digits
+            value = None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise error_at(f"number {shown} is out of range (not a finite float)", self.path,
+                           self.source, _pos(c[0]))
+        if value is None or (isinstance(value, int) and value > MAX_INT):
+            raise error_at(f"integer {shown} is out of range (integers are 64-bit)",
+                           self.path, self.source, _pos(c[0]))
+        return A.Lit(value, _pos(c[0]))
 
     def string(self, c):
         return A.Lit(self._str(c[0]), _pos(c[0]))
@@ -393,12 +482,34 @@ class _ToAst(Transformer):
         return mod
 
 
-def parse(source: str, path: str = "<recipe>") -> A.Module:
-    """Parse a whole ``.actc`` file."""
+def _check_depth(tree, path: str, source: str) -> None:
+    """Refuse trees nested deeper than MAX_NESTING before anything recurses over them (the
+    AST builder, the evaluator, printing): at a depth of ~1000 they raised RecursionError.
+    Counted iteratively, on the parse tree (single-child grammar rules are inlined, so a
+    level is one real level of nesting)."""
+    from lark import Tree
+
+    from actc.dsl.limits import MAX_NESTING
+
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            meta = getattr(node, "meta", None)
+            line = getattr(meta, "line", None) if meta is not None and not meta.empty else None
+            col = getattr(meta, "column", None) if line else None
+            raise error_at(f"expression or block nested deeper than {MAX_NESTING} levels",
+                           path, source, A.Pos(line or 1, col or 1))
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
+
+
+def parse(source: str, path: str = "<recipe>", lark: Lark | None = None) -> A.Module:
+    """Parse a whole ``.actc`` file (``lark``: another parser for the same grammar)."""
     try:
-        tree = _parser().parse(source)
+        tree = (lark or _parser()).parse(source)
     except UnexpectedInput as e:
         raise _syntax_error(e, path, source) from None
+    _check_depth(tree, path, source)
     try:
         return _ToAst(source, path).transform(tree)
     except VisitError as e:
@@ -411,3 +522,8 @@ def parse_expr(text: str, what: str = "<value>"):
     """Parse one expression (``--set k=v`` values), via a one-step recipe wrapper."""
     mod = parse(f"recipe _() {{ _(v: {text}) }}", what)
     return mod.recipes[0].steps[0].args[0].value
+
+
+if __name__ == "__main__":  # regenerate the shipped tables
+    write_tables(grammar_text())
+    print(f"wrote {TABLES}")

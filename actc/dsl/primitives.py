@@ -234,13 +234,24 @@ def dtype(ev, var: "str") -> "str":
 @primitive
 def zeros(ev, shape: "list", dtype: "str" = "float32") -> "array":
     """A zero-filled array (initial data for scales and zero points)."""
-    return np.zeros([int(d) for d in shape], dtype=str(dtype))
+    return np.zeros(_array_shape(shape), dtype=str(dtype))
 
 
 @primitive
 def ones(ev, shape: "list", dtype: "str" = "float32") -> "array":
     """A one-filled array."""
-    return np.ones([int(d) for d in shape], dtype=str(dtype))
+    return np.ones(_array_shape(shape), dtype=str(dtype))
+
+
+def _array_shape(shape) -> list[int]:
+    """A shape whose array a recipe may build (limits.MAX_ARRAY elements)."""
+    from actc.dsl.limits import MAX_ARRAY
+
+    dims = [int(d) for d in shape]
+    size = int(np.prod(dims, dtype=object)) if dims else 1
+    if any(d < 0 for d in dims) or size > MAX_ARRAY:
+        raise ValueError(f"an array of {size} elements is over the limit of {MAX_ARRAY}")
+    return dims
 
 
 @primitive

@@ -79,11 +79,15 @@ class StepSpec:
             raise ActcError(f"stage '{self.name}' needs the Paddle runtime ({STAGE_MODULE} "
                             f"cannot be imported: {e}); install it with "
                             "pip install 'actc[paddle]'") from None
+        implemented = tuple(getattr(mod, "IMPLEMENTED", ()))
+        if self.name not in implemented:  # only the explicit list: never any module attribute
+            raise ActcError(f"stage '{self.name}' is not a runtime stage"
+                            f"{did_you_mean(self.name, implemented)}; runtime stages: "
+                            f"{', '.join(implemented)}")
         fn = getattr(mod, self.name, None)
-        if fn is None:
-            raise ActcError(f"stage '{self.name}' is declared (so recipes using it check) but "
-                            "this version of actc does not implement it yet; implemented "
-                            f"stages: {', '.join(getattr(mod, 'IMPLEMENTED', ()))}")
+        if not callable(fn):
+            raise ActcError(f"stage '{self.name}' is declared but this version of actc does "
+                            f"not implement it; runtime stages: {', '.join(implemented)}")
         return fn
 
 
@@ -149,8 +153,12 @@ class Registry:
     def get(self, name: str) -> StepSpec | None:
         return self.steps.get(name)
 
-    def add_module(self, mod: A.Module) -> None:
+    def add_module(self, mod: A.Module, stdlib: bool | None = None) -> None:
+        """Register a module's passes (and, only for actc's own passes/*.actc, stages)."""
         from actc.dsl.checkpass import check_pass
+
+        if stdlib is None:
+            stdlib = mod.path.startswith("<stdlib>/")
         for d in list(mod.passes) + list(mod.stages):
             prev = self.steps.get(d.name)
             if prev is not None:
@@ -167,6 +175,10 @@ class Registry:
                 check_pass(d, params, mod.path, mod.source)
                 self.steps[d.name] = StepSpec(d.name, "pass", params, d.doc, mod.path, d.pos, d)
             else:
+                if not stdlib:  # stages are actc's own code, not a recipe's
+                    raise error_at(f"a recipe file cannot declare stage '{d.name}' (stages are "
+                                   "actc's own code; write a pass)", mod.path, mod.source,
+                                   d.pos)
                 self.steps[d.name] = StepSpec(d.name, "stage", params, d.doc, mod.path, d.pos)
 
 

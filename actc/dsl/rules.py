@@ -184,7 +184,7 @@ class RuleRunner:
         op_type = s.op_type if isinstance(s.op_type, str) else self.val(s.op_type, env)
         attrs = {k: self.val(e, env) for k, _, e in s.attrs.items} if s.attrs else {}
         if s.position == "end":  # end of the main block, ahead of its fetch ops
-            fetch = next((op for op in self.program.blocks[0].ops if op.type == "fetch"), None)
+            fetch = self.program.trailing_fetch(0)
             kw = {"before": fetch} if fetch is not None else {"block": 0}
         else:
             anchor = self.val(s.anchor, env)
@@ -318,7 +318,7 @@ class RuleRunner:
         self.result.renamed += 1
 
     def _Fail(self, s: A.Fail, env):
-        raise EvalError(str(self.val(s.message, env)), s.pos)
+        raise EvalError(self._text(s.message, env, s.pos), s.pos)
 
     def _Return(self, s: A.Return, env):
         raise _Return
@@ -344,7 +344,19 @@ class RuleRunner:
         self.result.ops_added += added.ops
         self.result.vars_added += added.vars
 
+    def _text(self, expr, env, pos) -> str:
+        """A message value as text; values nested too deep are refused, not a crash."""
+        from actc.dsl.values import ValueTooDeep, show
+
+        value = self.val(expr, env)
+        if isinstance(value, str):
+            return value
+        try:
+            return show(value)
+        except ValueTooDeep as e:
+            raise EvalError(f"cannot print {e}", pos) from None
+
     def _Note(self, s: A.Note, env):
-        text = str(self.val(s.message, env))
+        text = self._text(s.message, env, s.pos)
         if text not in self.result.notes:
             self.result.notes.append(text)

@@ -116,8 +116,13 @@ def _float_source(x: float) -> str:
     return r
 
 
-def show(value) -> str:
-    """A value as recipe source: what messages quote and what generated recipes contain."""
+def show(value, _depth: int = 0) -> str:
+    """A value as recipe source: what messages quote and what generated recipes contain.
+    A loop can nest a list deeper than any literal: past limits.MAX_NESTING it is refused."""
+    from actc.dsl.limits import MAX_NESTING
+
+    if _depth > MAX_NESTING:
+        raise ValueTooDeep(f"a value nested deeper than {MAX_NESTING} levels")
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -136,9 +141,13 @@ def show(value) -> str:
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(show(v) for v in value) + "]"
+        return "[" + ", ".join(show(v, _depth + 1) for v in value) + "]"
     if isinstance(value, (set, frozenset)):
-        return "{" + ", ".join(sorted(show(v) for v in value)) + "}"
+        return "{" + ", ".join(sorted(show(v, _depth + 1) for v in value)) + "}"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k}: {show(v, _depth + 1)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+class ValueTooDeep(ValueError):
+    """show() of a value nested past limits.MAX_NESTING."""

@@ -9,6 +9,7 @@ from actc.io.atomic import write_files
 from actc.io.locate import ModelFiles, locate_model
 from actc.io.params import read_params, write_params
 from actc.ir.program import IRError, Program
+from actc.ir.verify import check_input
 from actc.proto import framework_pb2 as fpb
 
 MODEL_FILENAME = "model.pdmodel"
@@ -131,6 +132,7 @@ def load_model(path: str | Path, params: str | Path | None = None, *,
         program = Program(desc)
     except IRError as e:
         raise ActcError(f"corrupt program: {e}", path=files.program) from None
+    check_input(program, files.program)  # blame the file, before any pass or Paddle sees it
     names = program.persistable_names()
     if names and files.params is None and need_params:
         raise ActcError(f"the program has {len(names)} persistable vars but no params file was "

@@ -58,6 +58,21 @@ def _fail(path, msg) -> ActcError:
     return ActcError(msg, path=path)
 
 
+def _check_finite(path: Path, name: str, array: np.ndarray) -> None:
+    """inf/NaN weights would turn into inf scales and NaN outputs downstream; refuse them
+    here, where the weight can be named. One sum per tensor is the fast path: it is finite
+    exactly when every entry is (an overflowing sum falls through to the exact count)."""
+    if array.dtype.kind not in "fc" or array.size == 0:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(array, axis=None)):
+            return
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise _fail(path, f"weight '{name}' has {bad} non-finite value(s) (inf or NaN) among "
+                          f"{array.size}: fix or retrain the model before compressing it")
+
+
 def read_params(path: str | Path, names: Sequence[str]) -> dict[str, Tensor]:
     """Read the tensors for ``names`` (already in file order); a mismatch is a one-line error."""
     path = Path(path)
@@ -120,6 +135,7 @@ def read_params(path: str | Path, names: Sequence[str]) -> dict[str, Tensor]:
         count = math.prod(dims)  # Python ints: a corrupt dim cannot overflow
         s = take(count * dtype.itemsize, "the data", name, i)
         array = np.frombuffer(data, dtype=dtype, count=count, offset=s).reshape(dims)
+        _check_finite(path, name, array)
         out[name] = Tensor(array=array, dtype_code=int(td.data_type), lod=lod, desc=desc)
     if pos != size:
         raise _fail(path, f"{size - pos} bytes left after the program's {len(names)} persistable "

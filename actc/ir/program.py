@@ -80,12 +80,16 @@ class Var:
 class Op:
     """An operator; ``desc`` is its OpDesc, ``uid`` its stable graph node id."""
 
-    __slots__ = ("desc", "block", "uid")
+    # _prev/_next link the op into its block's order; _key is its order key there
+    __slots__ = ("desc", "block", "uid", "_prev", "_next", "_key")
 
     def __init__(self, desc: fpb.OpDesc, block: int, uid: int):
         self.desc = desc
         self.block = block
         self.uid = uid
+        self._prev: Op | None = None
+        self._next: Op | None = None
+        self._key = 0
 
     @property
     def type(self) -> str:
@@ -165,20 +169,125 @@ class Op:
         return f"Op({self.type}, uid={self.uid}, block={self.block})"
 
 
-class Block:
-    """One BlockDesc: its ops in program order and its vars in declaration order."""
+# Spacing of fresh order keys: this many inserts fit between two ops before any relabelling.
+KEY_GAP = 1 << 20
 
-    __slots__ = ("idx", "skeleton", "ops", "vars")
+
+class Block:
+    """One BlockDesc: its ops in program order and its vars in declaration order.
+
+    Ops form a doubly linked list carrying increasing integer order keys with gaps, so an
+    insert or removal anywhere is O(1) and comparing two ops' positions needs no index. A
+    gap that runs out is refilled by relabelling a window around it that doubles until it
+    has room, amortised O(log n) (in practice a handful of ops, and rare).
+    """
+
+    __slots__ = ("idx", "skeleton", "vars", "_first", "_last", "_size", "_list", "counts")
 
     def __init__(self, skeleton: fpb.BlockDesc):
         self.idx = skeleton.idx
         self.skeleton = skeleton  # the BlockDesc without vars and ops
-        self.ops: list[Op] = []
         self.vars: dict[str, Var] = {}
+        self._first: Op | None = None
+        self._last: Op | None = None
+        self._size = 0
+        self._list: list[Op] | None = []
+        # how often the order was rebuilt (ops list) or relabelled, and how many ops that touched
+        self.counts = {"list_rebuilds": 0, "relabels": 0, "relabeled_ops": 0}
 
     @property
     def parent_idx(self) -> int:
         return self.skeleton.parent_idx
+
+    @property
+    def ops(self) -> list[Op]:
+        """The ops in program order. A read-only snapshot: a middle insert or a removal
+        makes a new list on the next read (appends extend it), so edit through Program."""
+        if self._list is None:
+            self._list = list(self._walk())
+            self.counts["list_rebuilds"] += 1
+        return self._list
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _walk(self) -> Iterator[Op]:
+        op = self._first
+        while op is not None:
+            yield op
+            op = op._next
+
+    def _place(self, op: Op, prev: Op | None, nxt: Op | None) -> None:
+        """Link ``op`` between two neighbours (None: the block's start or end)."""
+        if prev is not None and nxt is not None and nxt._key - prev._key < 2:
+            self._relabel(prev, nxt)
+        op._key = _between(prev, nxt)
+        op._prev, op._next = prev, nxt
+        if prev is None:
+            self._first = op
+        else:
+            prev._next = op
+        if nxt is None:
+            self._last = op
+        else:
+            nxt._prev = op
+        self._size += 1
+        if nxt is None and self._list is not None:
+            self._list.append(op)
+        else:
+            self._list = None
+
+    def _unlink(self, op: Op) -> None:
+        prev, nxt = op._prev, op._next
+        if prev is None:
+            self._first = nxt
+        else:
+            prev._next = nxt
+        if nxt is None:
+            self._last = prev
+        else:
+            nxt._prev = prev
+        op._prev = op._next = None
+        self._size -= 1
+        self._list = None
+
+    def _relabel(self, lo: Op, hi: Op) -> None:
+        """Give the window lo..hi (grown on both sides until it has room) evenly spaced keys;
+        a window that reaches an end of the block is unbounded there and always has room."""
+        n = 2
+        while True:
+            left, right = lo._prev, hi._next
+            if left is None or right is None:
+                spacing = max(KEY_GAP, n + 1)
+                break
+            spacing = (right._key - left._key) // (n + 1)
+            if spacing >= n + 1:  # room for about log2(n) inserts into any gap
+                break
+            for _ in range(n):  # about triple the window
+                if lo._prev is not None:
+                    lo, n = lo._prev, n + 1
+                if hi._next is not None:
+                    hi, n = hi._next, n + 1
+        if left is not None:
+            base = left._key
+        elif right is not None:
+            base = right._key - spacing * (n + 1)
+        else:
+            base = 0
+        op = lo
+        for j in range(1, n + 1):
+            op._key = base + spacing * j
+            op = op._next
+        self.counts["relabels"] += 1
+        self.counts["relabeled_ops"] += n
+
+
+def _between(prev: Op | None, nxt: Op | None) -> int:
+    if prev is None:
+        return 0 if nxt is None else nxt._key - KEY_GAP
+    if nxt is None:
+        return prev._key + KEY_GAP
+    return (prev._key + nxt._key) // 2
 
 
 class IRError(ValueError):
@@ -201,7 +310,7 @@ class Program:
         self.params: dict[str, Tensor] = dict(params or {})
         self._uids = itertools.count()
         self._taken: set[str] = set()
-        self._position_cache: dict[int, int] | None = None
+        self._suffix: dict[str, int] = {}  # base -> last n fresh_name gave out as base_n
         for i, bdesc in enumerate(desc.blocks):
             skel = fpb.BlockDesc()
             skel.CopyFrom(bdesc)
@@ -222,7 +331,7 @@ class Program:
                 d = fpb.OpDesc()
                 d.CopyFrom(odesc)
                 op = Op(d, i, next(self._uids))
-                self.blocks[i].ops.append(op)
+                self.blocks[i]._place(op, self.blocks[i]._last, None)
                 self._link(op)
 
     # ----------------------------------------------------------------- lookup
@@ -282,14 +391,7 @@ class Program:
             self.graph.in_edges(node, data=True)
         out = [(self.graph.nodes[dst if reads else src]["op"], data["slot"], data["index"])
                for src, dst, data in edges]
-        pos = self._positions()
-        return sorted(out, key=lambda t: (t[0].block, pos.get(t[0].uid, 0), t[1], t[2]))
-
-    def _positions(self) -> dict[int, int]:
-        """uid -> index in its block, rebuilt only after ops are inserted or removed."""
-        if self._position_cache is None:
-            self._position_cache = {op.uid: i for b in self.blocks for i, op in enumerate(b.ops)}
-        return self._position_cache
+        return sorted(out, key=lambda t: (t[0].block, t[0]._key, t[1], t[2]))
 
     def is_weight(self, name: str, block: int = 0) -> bool:
         """Persistable data that a model ships (not feed/fetch holders)."""
@@ -305,6 +407,14 @@ class Program:
         fetches = [op for op in self.blocks[0].ops if op.type == "fetch"]
         fetches.sort(key=lambda op: op.attr("col", 0))
         return [op.input("X")[0] for op in fetches]
+
+    def trailing_fetch(self, block: int = 0) -> Op | None:
+        """The first of the fetch ops that end ``block`` (None if it ends in another op):
+        where an insert "at the end" goes. O(number of fetch ops), not O(ops)."""
+        op, first = self.blocks[block]._last, None
+        while op is not None and op.type == "fetch":
+            first, op = op, op._prev
+        return first
 
     def sub_blocks(self, op: Op) -> list[Block]:
         return [self.blocks[i] for i in op.sub_block_ids]
@@ -340,17 +450,27 @@ class Program:
         self._link(op)
 
     def fresh_name(self, base: str) -> str:
-        """A var name no block uses yet (``base``, else ``base_1``, ``base_2`` ...)."""
-        taken = self._taken | set(self.params)
-        if base not in taken:
+        """A var name no block uses yet (``base``, else the first free ``base_1``, ``base_2``
+        ...). O(1) amortised: names live in a set, and the suffix search resumes where the
+        last one for this base stopped (reset whenever a name is freed)."""
+        if not self._is_taken(base):
             self._taken.add(base)
             return base
-        for n in itertools.count(1):
+        n = self._suffix.get(base, 0)
+        while True:
+            n += 1
             cand = f"{base}_{n}"
-            if cand not in taken:
+            if not self._is_taken(cand):
+                self._suffix[base] = n
                 self._taken.add(cand)
                 return cand
-        raise AssertionError("unreachable")
+
+    def _is_taken(self, name: str) -> bool:
+        return name in self._taken or name in self.params
+
+    def _free_name(self, name: str) -> None:
+        self._taken.discard(name)
+        self._suffix.clear()  # a lower suffix may be free again
 
     def add_var(self, name: str, *, shape: Iterable[int] | None = None, dtype="float32",
                 persistable: bool = False, block: int = 0, data: np.ndarray | None = None,
@@ -426,23 +546,22 @@ class Program:
         anchor = before or after
         b = anchor.block if anchor is not None else block
         op = Op(desc, b, next(self._uids))
-        ops = self.blocks[b].ops
+        block = self.blocks[b]
         if before is not None:
-            ops.insert(self._index(before), op)
+            block._place(op, self._member(before)._prev, before)
         elif after is not None:
-            ops.insert(self._index(after) + 1, op)
+            block._place(op, after, self._member(after)._next)
         else:
-            ops.append(op)
-        self._position_cache = None
+            block._place(op, block._last, None)
         self._link(op)
         return op
 
-    def _index(self, op: Op) -> int:
-        i = self._positions().get(op.uid)
-        ops = self.blocks[op.block].ops
-        if i is None or i >= len(ops) or ops[i] is not op:
+    def _member(self, op: Op) -> Op:
+        """``op`` itself, checked to be one of this program's ops (O(1))."""
+        node = self.graph.nodes.get(op.uid) if isinstance(op, Op) else None
+        if node is None or node.get("op") is not op:
             raise IRError(f"{op!r} is not in the program")
-        return i
+        return op
 
     def set_input(self, op: Op, slot: str, index: int, name: str) -> None:
         """Point one argument of one op at another var; other users are untouched."""
@@ -486,8 +605,7 @@ class Program:
     def remove_op(self, op: Op, *, drop_dead_vars: bool = True) -> list[str]:
         """Delete an op; with ``drop_dead_vars`` also the vars it leaves with no user."""
         names = list(dict.fromkeys(op.input_names + op.output_names))
-        self.blocks[op.block].ops.pop(self._index(op))
-        self._position_cache = None
+        self.blocks[op.block]._unlink(self._member(op))
         self.graph.remove_node(op.uid)
         dropped = []
         if drop_dead_vars:
@@ -507,7 +625,7 @@ class Program:
         if var is not None:
             del self.blocks[b].vars[name]
         self.params.pop(name, None)
-        self._taken.discard(name)
+        self._free_name(name)
         return True
 
     def rename_var(self, old: str, new: str, block: int = 0) -> None:
@@ -527,7 +645,7 @@ class Program:
             self._declare(var)
         if old in self.params:
             self.params[new] = self.params.pop(old)
-        self._taken.discard(old)
+        self._free_name(old)
         self._taken.add(new)
         for op in users.values():
             for s in list(op.desc.inputs) + list(op.desc.outputs):
@@ -562,7 +680,7 @@ class Program:
         return copy
 
     def op_count(self) -> int:
-        return sum(len(b.ops) for b in self.blocks)
+        return sum(len(b) for b in self.blocks)
 
     def __repr__(self) -> str:
         return f"Program({len(self.blocks)} blocks, {self.op_count()} ops, {len(self.params)} params)"

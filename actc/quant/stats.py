@@ -28,6 +28,9 @@ __all__ = ["ActivationStats", "DEFAULT_BINS"]
 
 #: Paddle's PTQ uses 2048 histogram bins for KL/hist.
 DEFAULT_BINS = 2048
+#: elements histogrammed at a time: bounds update()'s temporaries (|x| and its bin indices)
+#: to a few MB however large the activation is.
+CHUNK = 1 << 20
 
 
 class ActivationStats:
@@ -66,7 +69,8 @@ class ActivationStats:
 
     # ------------------------------------------------------------------ feed
     def update(self, x) -> None:
-        """Add one batch (axis 0 = samples).  Empty tensors are ignored."""
+        """Add one batch (axis 0 = samples).  Empty tensors are ignored.  Nothing of the
+        batch is kept, and no temporary larger than :data:`CHUNK` elements is made."""
         x = np.asarray(x)
         if x.size == 0:
             return
@@ -74,29 +78,41 @@ class ActivationStats:
             raise TypeError(f"activation statistics need numbers, got {x.dtype}")
         if x.dtype.kind != "f":
             x = x.astype(np.float32)
-        a = np.abs(x).reshape(x.shape[0] if x.ndim else 1, -1)
-        per_sample = a.max(axis=1)
+        rows = x.reshape(x.shape[0] if x.ndim else 1, -1)
+        lo, hi = rows.min(axis=1), rows.max(axis=1)   # reductions: no copy of the batch
+        per_sample = np.abs(np.maximum(hi, -lo))       # = |x|.max(axis=1), no -0.0
         bmax = float(per_sample.max())
-        if not math.isfinite(bmax):               # rare path: drop NaN/inf
-            finite = np.isfinite(a)
-            self.nonfinite += int(a.size - np.count_nonzero(finite))
-            x = x[np.isfinite(x)]
-            a = np.where(finite, a, 0)
-            per_sample = a.max(axis=1)
-            bmax = float(per_sample.max())
-            if x.size == 0:
-                return
-            flat = np.abs(x).ravel()
-        else:
-            flat = a.ravel()
+        if not math.isfinite(bmax):                    # rare path: drop NaN/inf
+            self._update_nonfinite(x)
+            return
+        self._add_maxima(bmax, per_sample, float(lo.min()), float(hi.max()), x.size)
+        if self.histogram_enabled:
+            self._add_histogram(rows.reshape(-1), bmax)
+
+    def _update_nonfinite(self, x: np.ndarray) -> None:
+        """Statistics of the finite values only (copies the batch; NaN/inf are rare)."""
+        a = np.abs(x).reshape(x.shape[0] if x.ndim else 1, -1)
+        finite = np.isfinite(a)
+        self.nonfinite += int(a.size - np.count_nonzero(finite))
+        kept = x[np.isfinite(x)]
+        if kept.size == 0:
+            return
+        per_sample = np.where(finite, a, 0).max(axis=1)
+        bmax = float(per_sample.max())
+        self._add_maxima(bmax, per_sample, float(kept.min()), float(kept.max()), kept.size)
+        if self.histogram_enabled:
+            self._add_histogram(kept, bmax)
+
+    def _add_maxima(self, bmax: float, per_sample: np.ndarray, lo: float, hi: float,
+                    size: int) -> None:
         self.batch_absmax.append(bmax)
         self.batch_sample_absmax_mean.append(float(per_sample.mean()))
-        self.min = min(self.min, float(x.min()))
-        self.max = max(self.max, float(x.max()))
-        self.count += int(flat.size)
-        if not self.histogram_enabled:
-            return
+        self.min = min(self.min, lo)
+        self.max = max(self.max, hi)
+        self.count += int(size)
 
+    def _add_histogram(self, flat: np.ndarray, bmax: float) -> None:
+        """Count |flat| into the bins (growing the range first if bmax exceeds it)."""
         if bmax == 0.0:
             if self.hist_range == 0.0:
                 self._zeros_pending += int(flat.size)
@@ -110,11 +126,15 @@ class ActivationStats:
         if self._zeros_pending:
             self.hist[0] += self._zeros_pending
             self._zeros_pending = 0
-        # flat is our own |x| buffer: scale and clip in place, in float (cheaper
-        # than clipping the int array), then one cast and one bincount.
-        np.multiply(flat, flat.dtype.type(self.bins / self.hist_range), out=flat)
-        np.minimum(flat, flat.dtype.type(self.bins - 1), out=flat)
-        self.hist += np.bincount(flat.astype(np.intp), minlength=self.bins)
+        scale = flat.dtype.type(self.bins / self.hist_range)
+        top = flat.dtype.type(self.bins - 1)
+        for i in range(0, flat.size, CHUNK):
+            # scale and clip |x| in place, in float (cheaper than clipping the ints), then
+            # one cast and one bincount per chunk; integer counts add up exactly
+            a = np.abs(flat[i:i + CHUNK])
+            np.multiply(a, scale, out=a)
+            np.minimum(a, top, out=a)
+            self.hist += np.bincount(a.astype(np.intp), minlength=self.bins)
 
     def _grow(self, needed: float) -> None:
         """Multiply the range by 2**k (k minimal) and merge bins in groups of 2**k."""

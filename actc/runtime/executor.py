@@ -1,10 +1,92 @@
 """Run an IR program with Paddle's executor: params from the IR, any var fetchable."""
 from __future__ import annotations
 
+import contextlib
+import re
+
 import numpy as np
 
+from actc.errors import ActcError
 from actc.ir.program import Program
 from actc.runtime.paddle_env import import_paddle, resolve_place
+
+# How Paddle's C++ errors look: "(InvalidArgument) msg", "[Hint: ...]", "(at /paddle/x.cc:12)",
+# "[operator < pool2d > error]". Only these are turned into user errors; anything else raised
+# while running is a bug and stays one.
+_PADDLE_KIND = re.compile(r"^\s*\((\w+)\)\s*", re.M)
+_OPERATOR_PATTERNS = (
+    re.compile(r"\[operator\s*<\s*([\w.]+)\s*>\s*error\]"),
+    re.compile(r"Operator\s*\(\s*([\w.]+)\s*\)\s*is not registered"),
+    re.compile(r"Operator\s+([\w.]+)'s\s+(?:input|output)"),
+    re.compile(r"Op\(([\w.]+)\)"),
+)
+_SOURCE = re.compile(r"\(at\s+\S*/(\w+?)(?:_op)?\.(?:cc|cu|h):\d+\)")
+
+
+def _is_paddle_error(e: BaseException) -> bool:
+    text = str(e)
+    return type(e).__name__ == "EnforceNotMet" or "(at /paddle/" in text or \
+        "[operator <" in text or bool(_PADDLE_KIND.match(text))
+
+
+def _op_type(text: str, types: set[str]) -> str | None:
+    """The op Paddle blames: its own marker, else the source file it failed in when that
+    names an op type of the program."""
+    for pattern in _OPERATOR_PATTERNS:
+        m = pattern.search(text)
+        if m:
+            return m.group(1)
+    m = _SOURCE.search(text)
+    return m.group(1) if m and m.group(1) in types else None
+
+
+def _first_line(text: str) -> str:
+    """Paddle's message without its kind prefix, hint, source position and C++ stack."""
+    _, _, summary = text.rpartition("Error Message Summary:")
+    for line in summary.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("-", "[")):
+            line = _PADDLE_KIND.sub("", line, count=1)
+            return re.sub(r"\s*\(at /paddle/\S+\)\s*$", "", line).strip()
+    return "(no message)"
+
+
+def op_positions(program: Program) -> list[tuple[str, str]]:
+    """(type, first output) of every op: enough to name an op in an error (output names
+    survive rewrites, indexes do not), kept instead of the program itself."""
+    return [(op.type, next(iter(op.output_names), "")) for op in program.ops(block=None)
+            if op.type not in ("feed", "fetch")]
+
+
+def _where(positions: list[tuple[str, str]], op_type: str | None) -> str:
+    if op_type is None:
+        return "the program"
+    outs = [out for t, out in positions if t == op_type]
+    if len(outs) == 1 and outs[0]:
+        return f"op '{op_type}' (writing '{outs[0]}')"
+    return f"op '{op_type}'" + (f" (one of {len(outs)})" if len(outs) > 1 else "")
+
+
+def paddle_error(e: BaseException, positions: list[tuple[str, str]]) -> ActcError:
+    """One line for an error raised inside Paddle: the op and Paddle's first line; the full
+    message stays on the exception's cause (shown with --debug)."""
+    text = str(e)
+    where = _where(positions, _op_type(text, {t for t, _ in positions}))
+    return ActcError(f"Paddle refused {where}: {_first_line(text)}")
+
+
+@contextlib.contextmanager
+def paddle_errors(positions: list[tuple[str, str]]):
+    """Turn errors Paddle raises about a program (``op_positions``) into ActcError: the
+    program or its data is at fault, not actc; other exceptions pass through."""
+    try:
+        yield
+    except ActcError:
+        raise
+    except Exception as e:
+        if not _is_paddle_error(e):
+            raise
+        raise paddle_error(e, positions) from e
 
 
 def strip_feed_fetch(program: Program) -> Program:
@@ -25,12 +107,14 @@ class Runner:
         paddle = import_paddle()
         self.feeds = program.feed_names()
         self.fetches = program.fetch_names()
+        self.positions = op_positions(program)
         runnable = strip_feed_fetch(program if private else program.clone())
         self.place = resolve_place(device)
-        self.program = paddle.static.Program.parse_from_string(runnable.to_bytes())
-        self.scope = paddle.static.Scope()
-        for name, tensor in program.params.items():
-            self.scope.var(name).get_tensor().set(np.asarray(tensor.array), self.place)
+        with paddle_errors(self.positions):
+            self.program = paddle.static.Program.parse_from_string(runnable.to_bytes())
+            self.scope = paddle.static.Scope()
+            for name, tensor in program.params.items():
+                self.scope.var(name).get_tensor().set(np.asarray(tensor.array), self.place)
         self.exe = paddle.static.Executor(self.place)
 
     def set_param(self, name: str, array: np.ndarray) -> None:
@@ -38,7 +122,7 @@ class Runner:
 
     def run(self, feed: dict[str, np.ndarray], fetch: list[str] | None = None) -> list[np.ndarray]:
         fetch = list(fetch or self.fetches)
-        with self._guard():
+        with self._guard(), paddle_errors(self.positions):
             return self.exe.run(self.program, feed=feed, fetch_list=fetch, scope=self.scope,
                                 return_numpy=True)
 
