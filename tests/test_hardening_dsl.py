@@ -127,6 +127,30 @@ def test_shipped_parser_tables_match_the_grammar():
     assert parser.load_tables(text + "\n// edited") is None
 
 
+def test_tables_from_another_lark_version_are_not_loaded(monkeypatch):
+    """Lark's table format is its own: tables made by another version are rebuilt, and a
+    damaged file is never fatal."""
+    from actc.dsl import parser
+
+    text = parser.grammar_text()
+    monkeypatch.setattr(parser, "lark_version", "0.0.1")
+    assert parser.load_tables(text) is None
+
+
+def test_damaged_tables_fall_back_to_a_build(tmp_path, monkeypatch):
+    import json
+
+    from actc.dsl import parser
+
+    text = parser.grammar_text()
+    stored = json.loads(parser.TABLES.read_text(encoding="utf-8"))
+    stored["tables"] = {"data": {"rules": "garbage"}, "memo": {}}
+    damaged = tmp_path / "parser_tables.json"
+    damaged.write_text(json.dumps(stored))
+    monkeypatch.setattr(parser, "TABLES", damaged)
+    assert parser.load_tables(text) is None
+
+
 def test_tables_parse_like_the_grammar():
     """Same AST, positions included, from the shipped tables as from a fresh build."""
     from actc.dsl import parser
@@ -236,6 +260,16 @@ def test_a_recipe_cannot_declare_a_stage(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_recipe_path_spelled_like_the_stdlib_cannot_declare_a_stage(tmp_path, monkeypatch,
+                                                                     capsys):
+    (tmp_path / "<stdlib>").mkdir()
+    write(tmp_path / "<stdlib>", "stage _note(x: any = 1)\nrecipe main() { _note() }\n",
+          "s.actc")
+    monkeypatch.chdir(tmp_path)
+    rc, err = cli(capsys, "check", "<stdlib>/s.actc")
+    assert_refused(rc, err, Path("<stdlib>/s.actc"), "cannot declare stage '_note'", line=1)
+
+
 # ------------------------------------------------------------------ bad recipes
 N = 1000
 
@@ -339,6 +373,34 @@ def test_runtime_value_nesting_is_bounded(tmp_path, capsys):
     assert_refused(rc, err, path, "nested deeper than")
 
 
+DEEP_VALUE = ["let l = [1]", *["let l = l + l"] * 12, "let x = []", "for i in l { set x = [x] }"]
+RUNTIME = [
+    ("full", _rule("let z = full([100000, 100000], 1.0)"), 4,
+     "full(): an array of 10000000000 elements is over the limit of 16777216"),
+    ("full_float32_overflow", _rule("let z = full([3], 1e308)"), 4,
+     "full(): 1e+308 does not fit in float32"),
+    ("array_overflow", _rule("let a = full([3], 1e30) * 1e30"), 4,
+     "'*' overflows: the result is not a finite float"),
+    ("array_broadcast_mismatch", _rule("let a = zeros([3]) + zeros([4])"), 4,
+     "cannot apply '+': operands could not be broadcast"),
+    ("array_truth", _rule("let a = zeros([3])", "if a < 1 { }"), 5,
+     "an array of 3 elements is neither true nor false"),
+    ("str_of_deep_value", _rule(*DEEP_VALUE, "note str(x)"), 19, "a value nested deeper"),
+    ("compare_deep_values", _rule(*DEEP_VALUE, "if x == x { }"), 19, "a value nested deeper"),
+    ("in_deep_values", _rule(*DEEP_VALUE, "if x in [x] { }"), 19, "a value nested deeper"),
+    ("new_var_ragged_data", _rule('let v = new var(name: "v", shape: [2], data: [1, [2]])'), 4,
+     "new var: data"),
+]
+
+
+@pytest.mark.parametrize("name,text,line,fragment", RUNTIME, ids=[c[0] for c in RUNTIME])
+def test_rule_values_numpy_cannot_take_are_refused(tmp_path, capsys, name, text, line,
+                                                   fragment):
+    path = write(tmp_path, text)
+    rc, err = cli(capsys, "check", path, "--model", "example")
+    assert_refused(rc, err, path, fragment, line=line)
+
+
 def test_long_lines_are_clipped_in_the_caret(tmp_path, capsys):
     path = write(tmp_path, _arg("1 + " * 20 + '"x"' + " + 1" * 20 + " " * 5000 + "+ z"))
     rc, err = cli(capsys, "check", path)
@@ -368,15 +430,44 @@ def _deep(rng: random.Random, tok: str) -> str:
     ])()
 
 
+# values that parse but are out of range, overflow, or grow past a limit when evaluated
+EXPRS = ["9223372036854775807 * 2", "1e308 * 10.0", "9223372036854775807 * 1e308",
+         "-(0 - 9223372036854775807 - 1)", "zeros([100000, 100000])",
+         "full([4096, 4096], 1.0) + zeros([4096, 1, 1])", "full([3], 1e308)",
+         "zeros([3]) + zeros([4])", "zeros([2]) < 1", "1 / 0", "1.0 % 0", "[1, [2]]",
+         '"' + "x" * 2000 + '"']
+VALUE = re.compile(r"(?<=[:=(,\[] )(?:-?\d[\d.eE+-]*|\"[^\"\n]*\"|[A-Za-z_]\w*)")
+
+
+def _value_spans(text: str) -> list[tuple[int, int]]:
+    """Where a value goes (after `:`, `=`, `(`, `,`, `[`): mutating there keeps the syntax,
+    so the case reaches the checker and the evaluator instead of stopping in the parser."""
+    return [m.span() for m in VALUE.finditer(text)]
+
+
+def _grow(rng: random.Random, text: str) -> str:
+    """Forty `let x = x + x` after a `let` in a rule body: doubling a string or list."""
+    lets = list(re.finditer(r"^( *)let (\w+) = .*$", text, re.M))
+    if not lets:
+        return text
+    m = rng.choice(lets)
+    grow = "".join(f"\n{m.group(1)}let {m.group(2)} = {m.group(2)} + {m.group(2)}"
+                   for _ in range(40))
+    return text[:m.end()] + grow + text[m.end():]
+
+
 def _mutate(rng: random.Random, text: str) -> str:
     spans = [m.span() for m in TOKEN.finditer(text)]
     if not spans:
         return text + "\x00"
     a, b = spans[rng.randrange(len(spans))]
+    values = _value_spans(text)
+    if values and rng.random() < 0.5:  # half the token edits hit a value position
+        a, b = values[rng.randrange(len(values))]
     tok = text[a:b]
     other = text.__getitem__(slice(*spans[rng.randrange(len(spans))]))
-    kind = rng.choice(["delete", "duplicate", "swap", "replace", "deep", "huge", "bytes",
-                       "truncate", "lines", "double"])
+    kind = rng.choice(["delete", "duplicate", "swap", "replace", "deep", "deep", "huge",
+                       "huge", "expr", "expr", "bytes", "truncate", "lines", "grow", "grow"])
     if kind == "delete":
         return text[:a] + text[b:]
     if kind == "duplicate":
@@ -394,19 +485,18 @@ def _mutate(rng: random.Random, text: str) -> str:
         return text[:a] + _deep(rng, tok) + text[b:]
     if kind == "huge":
         return text[:a] + rng.choice(HUGE) + text[b:]
+    if kind == "expr":
+        return text[:a] + rng.choice(EXPRS) + text[b:]
     if kind == "bytes":
         noise = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 24)))
         return text[:a] + noise.decode("latin-1") + text[a:]
     if kind == "truncate":
         return text[:rng.randrange(len(text))]
+    if kind == "grow":
+        return _grow(rng, text)
     lines = text.splitlines(keepends=True)
     i = rng.randrange(len(lines))
-    if kind == "lines":
-        return "".join(lines[:i] + [lines[i]] * rng.randrange(2, 60) + lines[i:])
-    lets = [m.group(1) for m in re.finditer(r"\blet (\w+) =", text)]
-    name = rng.choice(lets) if lets else "s"
-    grow = f"let {name} = {name} + {name}\n" * 40
-    return "".join(lines[:i] + [grow] + lines[i:])
+    return "".join(lines[:i] + [lines[i]] * rng.randrange(2, 60) + lines[i:])
 
 
 def _cases():

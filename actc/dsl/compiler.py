@@ -16,8 +16,8 @@ from actc.dsl.evaluate import EvalError, Evaluator
 from actc.dsl.parser import error_at, parse, parse_expr
 from actc.dsl.registry import ParamSpec, Registry, StepSpec, default_registry, param_spec, \
     stdlib_files
-from actc.dsl.limits import MAX_IMPORT_DEPTH, FileProblem, read_recipe
-from actc.dsl.resources import bundled_recipe
+from actc.dsl.limits import MAX_IMPORT_DEPTH
+from actc.dsl.resources import FileProblem, bundled_recipe, read_recipe
 from actc.dsl.selectors import SelectorProblem, check_selector
 from actc.dsl.typecheck import TypeProblem, coerce
 from actc.dsl.values import EnumName, Selector

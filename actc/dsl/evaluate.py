@@ -53,6 +53,9 @@ class Evaluator:
             return len(value) > 0
         if isinstance(value, EnumName) and value in ("all", "none"):
             return value == "all"  # the selector constants
+        if isinstance(value, np.ndarray) and value.size != 1:
+            raise EvalError(f"an array of {value.size} elements is neither true nor false; "
+                            "test one element, or compare whole arrays with ==")
         return bool(value)
 
     def test(self, sel: Selector, subject) -> bool:
@@ -116,31 +119,39 @@ class Evaluator:
         a, b = self.eval(e.left, env), self.eval(e.right, env)
         _check_growth(e.op, a, b, e.pos)
         try:
-            if e.op == "+":
-                if isinstance(a, str) != isinstance(b, str):
-                    raise TypeError
-                if isinstance(a, (list, tuple)):
-                    return list(a) + list(b)
-                return (str(a) + str(b)) if isinstance(a, str) else _bounded("+", a + b, e.pos)
-            if isinstance(a, (str, list)) or isinstance(b, (str, list)):
-                raise TypeError
-            if e.op == "-":
-                return _bounded("-", a - b, e.pos)
-            if e.op == "*":
-                return _bounded("*", a * b, e.pos)
-            if e.op == "/":
-                return _bounded("/", a // b if isinstance(a, int) and isinstance(b, int)
-                                else a / b, e.pos)
-            if e.op == "%":
-                return a % b
+            with np.errstate(all="ignore"):  # overflow is reported by _bounded, not warned
+                return self._arith(e, a, b)
         except TypeError:
             pass
+        except ValueError as err:  # numpy: shapes that do not broadcast
+            raise EvalError(f"cannot apply '{e.op}': {err}", e.pos) from None
         except OverflowError:
             raise EvalError(f"'{e.op}' overflows: the result is not a finite float",
                             e.pos) from None
         except ZeroDivisionError:
             raise EvalError("division by zero", e.pos) from None
         raise EvalError(f"cannot apply '{e.op}' to {type_name(a)} and {type_name(b)}", e.pos)
+
+    def _arith(self, e: A.Binary, a, b):
+        """``a op b`` for + - * / %; TypeError when the operands do not go together."""
+        if e.op == "+":
+            if isinstance(a, str) != isinstance(b, str):
+                raise TypeError
+            if isinstance(a, (list, tuple)):
+                return list(a) + list(b)
+            return (str(a) + str(b)) if isinstance(a, str) else _bounded("+", a + b, e.pos)
+        if isinstance(a, (str, list)) or isinstance(b, (str, list)):
+            raise TypeError
+        if e.op == "-":
+            return _bounded("-", a - b, e.pos)
+        if e.op == "*":
+            return _bounded("*", a * b, e.pos)
+        if e.op == "/":
+            return _bounded("/", a // b if isinstance(a, int) and isinstance(b, int)
+                            else a / b, e.pos)
+        if e.op == "%":
+            return _bounded("%", a % b, e.pos)
+        raise TypeError
 
     def _Cond(self, e: A.Cond, env):
         if self.truth(self.eval(e.test, env), env):
@@ -306,16 +317,16 @@ def _norm(v):
 
 
 def _bounded(op: str, v, pos):
-    """Arithmetic stays in what a recipe can mean: 64-bit integers, finite floats."""
-    import math
-
+    """Arithmetic stays in what a recipe can mean: 64-bit integers, finite floats (arrays
+    too: numpy only warns when a float overflows to inf)."""
     from actc.dsl.limits import MAX_INT
 
     if isinstance(v, bool):
         return v
     if isinstance(v, int) and not -MAX_INT - 1 <= v <= MAX_INT:
         raise EvalError(f"'{op}' overflows: the result does not fit in 64 bits", pos)
-    if isinstance(v, float) and not math.isfinite(v):
+    if isinstance(v, (float, np.floating, np.ndarray)) and np.asarray(v).dtype.kind == "f" \
+            and not np.isfinite(v).all():
         raise EvalError(f"'{op}' overflows: the result is not a finite float", pos)
     return v
 

@@ -13,16 +13,19 @@ from pathlib import Path
 from actc.dsl.resources import data_dir
 
 from lark import Lark, Token, Transformer, v_args
+from lark import __version__ as lark_version
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, \
     UnexpectedToken, VisitError
 
 from actc.dsl import ast as A
+from actc.dsl.limits import MAX_CARET
 from actc.errors import ActcError
 
 
 # The LALR tables ship in the package as JSON (no pickle: Lark's own cache=True unpickled a
 # file with a predictable name from the shared temp dir, which another local user could
-# plant). They are tied to the grammar by its SHA-256; stale tables are rebuilt in memory.
+# plant). They are tied to the grammar's SHA-256 and Lark's version; stale ones are rebuilt in
+# memory.
 # Regenerate after editing grammar/actc.lark: python -m actc.dsl.parser
 TABLES = Path(__file__).with_name("parser_tables.json")
 LARK_OPTIONS = dict(parser="lalr", lexer="contextual", propagate_positions=True,
@@ -42,15 +45,20 @@ def build_parser(text: str) -> Lark:
 
 
 def load_tables(text: str) -> Lark | None:
-    """The shipped tables when they were built from exactly this grammar, else None."""
+    """The shipped tables when they were built from exactly this grammar by this version of
+    Lark (its table format is internal to it), else None: the caller builds them instead."""
     try:
         stored = json.loads(TABLES.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(stored, dict) or stored.get("grammar_sha256") != _digest(text):
+    if not isinstance(stored, dict) or stored.get("grammar_sha256") != _digest(text) \
+            or stored.get("lark") != lark_version:
         return None
-    tables = _decode(stored["tables"])
-    return Lark.load({"data": tables["data"], "memo": tables["memo"]})  # a dict: no pickle
+    try:
+        tables = _decode(stored["tables"])
+        return Lark.load({"data": tables["data"], "memo": tables["memo"]})  # a dict: no pickle
+    except Exception:  # a damaged file: building the tables is slower, never wrong
+        return None
 
 
 def _encode(v):
@@ -84,8 +92,8 @@ def write_tables(text: str) -> None:
 
     data, memo = build_parser(text).memo_serialize([TerminalDef, Rule])
     tables = _encode({"data": data, "memo": memo})
-    TABLES.write_text(json.dumps({"grammar_sha256": _digest(text), "tables": tables},
-                                 separators=(",", ":")) + "\n", encoding="utf-8")
+    record = {"grammar_sha256": _digest(text), "lark": lark_version, "tables": tables}
+    TABLES.write_text(json.dumps(record, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 @lru_cache(maxsize=1)
@@ -103,7 +111,7 @@ def caret(source: str, line: int | None, col: int | None) -> str | None:
         return None
     text = lines[line - 1].expandtabs(1)
     at = max((col or 1) - 1, 0)
-    width = 120  # a window around the column: a 5000-character line stays readable
+    width = MAX_CARET  # a window around the column: a 5000-character line stays readable
     start = max(0, min(at - width // 2, len(text) - width))
     shown = text[start:start + width]
     return f"    {shown}\n    {' ' * (at - start)}^"

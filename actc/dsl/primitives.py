@@ -257,7 +257,11 @@ def _array_shape(shape) -> list[int]:
 @primitive
 def full(ev, shape: "list", value: "float", dtype: "str" = "float32") -> "array":
     """An array filled with one value."""
-    return np.full([int(d) for d in shape], value, dtype=str(dtype))
+    with np.errstate(all="ignore"):
+        out = np.full(_array_shape(shape), value, dtype=str(dtype))
+    if out.dtype.kind == "f" and out.size and not np.isfinite(out.flat[0]):
+        raise ValueError(f"{value} does not fit in {out.dtype} (not finite)")
+    return out
 
 
 @primitive

@@ -153,12 +153,12 @@ class Registry:
     def get(self, name: str) -> StepSpec | None:
         return self.steps.get(name)
 
-    def add_module(self, mod: A.Module, stdlib: bool | None = None) -> None:
-        """Register a module's passes (and, only for actc's own passes/*.actc, stages)."""
+    def add_module(self, mod: A.Module, stdlib: bool = False) -> None:
+        """Register a module's passes, and its stages only when ``stdlib`` (actc's own
+        passes/*.actc, loaded by _default): said by the caller, never read off a path a user
+        could spell."""
         from actc.dsl.checkpass import check_pass
 
-        if stdlib is None:
-            stdlib = mod.path.startswith("<stdlib>/")
         for d in list(mod.passes) + list(mod.stages):
             prev = self.steps.get(d.name)
             if prev is not None:
@@ -196,7 +196,7 @@ def stdlib_files() -> dict[str, tuple[str, str]]:
 def _default() -> Registry:
     reg = Registry()
     for stem, (path, text) in stdlib_files().items():
-        reg.add_module(parse(text, path))
+        reg.add_module(parse(text, path), stdlib=True)
     return reg
 
 

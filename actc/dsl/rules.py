@@ -49,6 +49,25 @@ class PassResult:
 REBOUND = "__rebound__"
 
 
+# Source nesting is capped by the parser, so Python's stack runs out only on a value a loop
+# nested (`set x = [x]`) that comparing or printing walks: refused where the statement is.
+_TOO_DEEP = "a value nested deeper than Python can walk (lists built inside lists by a loop)"
+
+
+def _array(data, dtype, pos) -> np.ndarray:
+    """A new var's data as an array, or one line saying what it must be."""
+    from actc.dsl.limits import MAX_ARRAY
+
+    try:
+        out = np.asarray(data, dtype=dtype or None)
+    except (ValueError, TypeError, OverflowError):
+        out = None
+    if out is None or out.dtype == object or out.size > MAX_ARRAY:
+        raise EvalError(f"new var: data must be numbers of {dtype or 'one type'} (nested lists "
+                        f"of one shape), at most {MAX_ARRAY} of them", pos)
+    return out
+
+
 class _Return(Exception):
     """`return`: the rule is done with the current match."""
 
@@ -134,7 +153,13 @@ class RuleRunner:
     # ------------------------------------------------------------ statements
     def block(self, stmts, env: dict) -> None:
         for s in stmts:
-            getattr(self, "_" + type(s).__name__)(s, env)
+            try:
+                getattr(self, "_" + type(s).__name__)(s, env)
+            except RecursionError:
+                raise EvalError(_TOO_DEEP, s.pos) from None
+            except EvalError as e:
+                e.pos = e.pos or s.pos  # e.g. truth(): the statement that asked
+                raise
 
     def val(self, e, env):
         return self.ev.eval(e, env)
@@ -158,7 +183,7 @@ class RuleRunner:
         data = a.get("data")
         persistable = bool(a.get("persistable", data is not None))
         if data is not None:
-            data = np.asarray(data, dtype=dtype or None)
+            data = _array(data, dtype, s.pos)
         subject = env.get(SUBJECT)
         block = 0 if persistable or not isinstance(subject, Op) else subject.block
         name = self.program.fresh_name(base)
