@@ -462,7 +462,7 @@ def run_fuzz_case(case, corpus, tmp_path, capsys, recipe) -> tuple[str, str]:
     except ActcError as e:
         assert "\n" not in str(e), (what, str(e))
         loaded = False
-    rc, err = _compile(capsys, d, tmp_path / f"out{i}", recipe, *(["--no-verify"] if os.environ.get("NOVERIFY") else []))
+    rc, err = _compile(capsys, d, tmp_path / f"out{i}", recipe)
     if rc == 1 or "internal error" in err:
         return "internal", f"{what}: {err.strip()}"
     if "bug in step" in err:
@@ -478,3 +478,142 @@ def run_fuzz_case(case, corpus, tmp_path, capsys, recipe) -> tuple[str, str]:
 def test_fuzz_semantic_mutation(case, corpus, tmp_path, capsys, quantize_recipe):
     outcome, what = run_fuzz_case(case, corpus, tmp_path, capsys, quantize_recipe)
     assert outcome in ("refused", "loaded"), (outcome, what)
+
+
+def test_fuzz_mutants_are_refused_on_load(corpus, tmp_path):
+    """Nearly every mutant is broken, and load must say so (1 of 105 was refused before the
+    input checks). What may still load: retyped attrs Paddle converts (INT stored for a
+    BOOLEAN, ...), and swaps of independent ops."""
+    loaded = []
+    for i, model, mutation, seed in fuzz_cases():
+        desc, what = mutate(corpus[model], mutation, seed)
+        d = _copy_model(corpus[model], tmp_path / f"m{i}", desc)
+        try:
+            load_model(d)
+            loaded.append((mutation, what))
+        except ActcError:
+            pass
+        shutil.rmtree(d)
+    assert len(loaded) <= 5, loaded
+    assert {m for m, _ in loaded} <= {"m_attr_type", "m_swap_ops"}, loaded
+
+
+# ------------------------------------------- fuzz through Paddle, in a subprocess
+_VALUES = {A.INT: [-7, 0, 100000], A.LONG: [-7, 100000], A.FLOAT: [-1.0, float("nan"), 1e30],
+           A.STRING: ["bogus", ""], A.INTS: [[], [0], [-1, -1], [100, 100], [1, 2, 3, 4, 5]],
+           A.BOOLEAN: [True, False]}
+
+
+def m_attr_value(desc, rng):
+    """A well-typed but wrong attr value: only Paddle can judge it."""
+    block, i = _choose_op(desc, rng, where=lambda o: o.type not in ("feed", "fetch") and any(
+        a.type in _VALUES and not a.name.startswith("op_") for a in o.attrs))
+    op = block.ops[i]
+    a = rng.choice([a for a in op.attrs if a.type in _VALUES and not a.name.startswith("op_")])
+    value = rng.choice(_VALUES[a.type])
+    field = {A.INT: "i", A.LONG: "l", A.FLOAT: "f", A.STRING: "s", A.BOOLEAN: "b"}.get(a.type)
+    if field is None:
+        del a.ints[:]
+        a.ints.extend(value)
+    else:
+        setattr(a, field, value)
+    return f"{op.type}.{a.name} = {value!r}"
+
+
+# Runs each model dir given on the command line through a PTQ compile, logging every start and
+# end, so a crash of the process names the case it died in.
+_DRIVER = """
+import sys, io, contextlib
+from actc.cli.main import main
+log = open(sys.argv[1], "a")
+for d in sys.argv[2:]:
+    log.write(f"START {d}\\n"); log.flush()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["compile", d, "--recipe", "ptq", "-o", d + "-out", "--no-eval",
+                   "--set", "batch_nums=1", "--set", "batch_size=8"])
+    lines = [ln for ln in err.getvalue().splitlines() if ": note: " not in ln]
+    log.write(f"END {rc} {len(lines)} {lines[0] if lines else ''}\\n"); log.flush()
+"""
+
+
+def _paddle_fuzz_models(corpus, tmp_path, n_values=24):
+    """The digits mutants that pass the input checks (they reach Paddle) and seeded wrong
+    attr values; returns {model dir: what was done}."""
+    src = corpus["digits"]
+    todo = {}
+    for i, model, mutation, seed in fuzz_cases():
+        if model != "digits":
+            continue
+        desc, what = mutate(src, mutation, seed)
+        d = _copy_model(src, tmp_path / f"s{i}", desc)
+        try:
+            load_model(d)
+            todo[str(d)] = what
+        except ActcError:
+            shutil.rmtree(d)
+    rng = random.Random(4242)
+    for k in range(n_values):
+        desc, what = mutate(src, "m_attr_value", rng.randrange(2 ** 32))
+        todo[str(_copy_model(src, tmp_path / f"v{k}", desc))] = what
+    return todo
+
+
+@pytest.mark.paddle
+@pytest.mark.slow
+def test_fuzz_through_paddle_never_crashes(corpus, tmp_path):
+    """Mutants that load run a PTQ compile (calibration runs Paddle): exit 0 or one-line
+    exit 2, never an internal error, and never a dead process."""
+    pytest.importorskip("paddle")
+    todo = _paddle_fuzz_models(corpus, tmp_path)
+    log = tmp_path / "fuzz.log"
+    env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel="2")
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, str(log), *todo], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    lines = log.read_text().splitlines() if log.exists() else []
+    starts = [ln.split(" ", 1)[1] for ln in lines if ln.startswith("START")]
+    ends = [ln.split(" ", 3)[1:] for ln in lines if ln.startswith("END")]
+    assert proc.returncode == 0, (f"died (rc {proc.returncode}) in {todo.get(starts[-1])}"
+                                  if starts else proc.stderr[-2000:])
+    assert len(ends) == len(todo)
+    outcomes = {}
+    for d, (rc, nlines, first) in zip(starts, ends):
+        outcomes[todo[d]] = rc
+        assert rc in ("0", "2"), (todo[d], first)
+        assert rc == "0" or (nlines == "1" and ": error: " in first), (todo[d], first)
+    assert "2" in outcomes.values()  # the wrong values do reach Paddle's checks
+
+
+# A pass bug simulated after 'quantize': it empties a batch_norm's Bias, the program that
+# segfaulted Paddle. Run in a subprocess: if the guard failed, the crash must not take pytest.
+_BUGGY_PASS = """
+import sys
+import actc.dsl.pipeline as P
+from actc.cli.main import main
+real = P.run_step
+def run_step(step, ctx):
+    result = real(step, ctx)
+    if step.name == "quantize":
+        op = ctx.program.ops("batch_norm")[0]
+        ctx.program.set_args(op, inputs={"Bias": []})
+    return result
+P.run_step = run_step
+sys.exit(main(["compile", "example", "--recipe", "ptq", "-o", sys.argv[1], "--no-eval",
+               "--set", "batch_nums=1", *sys.argv[2:]]))
+"""
+
+
+@pytest.mark.paddle
+@pytest.mark.parametrize("flags", [(), ("--no-verify",)])
+def test_pass_bug_never_reaches_paddle(flags, tmp_path):
+    """With the verifier the step is blamed; with --no-verify the runtime still refuses to
+    hand the broken program to Paddle: exit 2 and one line either way, no crash."""
+    pytest.importorskip("paddle")
+    env = dict(os.environ, FLAGS_enable_pir_api="0", GLOG_minloglevel="2")
+    proc = subprocess.run([sys.executable, "-c", _BUGGY_PASS, str(tmp_path / "out"), *flags],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in proc.stderr.splitlines() if ": error: " in ln or "error" in ln.lower()]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(lines) == 1 and "'Bias'" in lines[0], proc.stderr[-3000:]
+    assert ("bug in step 'quantize'" in lines[0]) == (not flags), lines[0]
+    assert not (tmp_path / "out").exists()

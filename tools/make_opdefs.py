@@ -12,9 +12,11 @@ Format (kept small: no comments, flags as letters):
                                      "attrs": {NAME: "TYPE[:FLAGS]"}}},
    "common_attrs": {NAME: "TYPE[:FLAGS]"}, "overrides": {TYPE: {SLOT: REASON}}}
 Slot flags: d duplicable, o dispensable, x extra, i intermediate. Attr flags: x extra,
-t support_tensor (a VAR/VARS may stand in). ``common_attrs`` are those every op declares
-alike, stored once. ``overrides`` records slots the proto calls dispensable that a kernel actc
-runs needs anyway (found by running Paddle): they are stored without the ``o`` flag.
+t support_tensor (a VAR/VARS may stand in), n must not be an empty list. ``common_attrs`` are
+those every op declares alike, stored once. ``overrides`` records, with the reason, what
+running Paddle showed beyond its protos: slots it calls dispensable that a kernel needs anyway
+(stored without the ``o`` flag), required slots its own API leaves empty (stored with it), and
+list attrs a kernel indexes unchecked (flag ``n``).
 """
 from __future__ import annotations
 
@@ -30,10 +32,16 @@ OUT = ROOT / "actc" / "ir" / "opdefs.json"
 
 # Slots the proto marks dispensable but Paddle 3.3.1's CPU oneDNN kernel (used for calibration
 # and evaluation) dereferences: a program without them segfaults the process.
-KERNEL_REQUIRED = {
-    "batch_norm": {"Scale": "the oneDNN batch_norm kernel reads it (segfault when absent)",
-                   "Bias": "the oneDNN batch_norm kernel reads it (segfault when absent)"},
-}
+_BN = "the oneDNN batch_norm kernel reads it (segfault when absent)"
+KERNEL_REQUIRED = {"batch_norm": {"Scale": _BN, "Bias": _BN}}
+# Required slots that Paddle's own Python API leaves empty (py_func with out=None), which its
+# kernel handles: stored with the ``o`` flag so an empty slot is accepted.
+KERNEL_OPTIONAL = {"py_func": {"X": "paddle.static.py_func writes an empty slot for None",
+                               "Out": "paddle.static.py_func writes an empty slot for None"}}
+# List attrs that Paddle 3.3.1's kernels index without checking: empty, they segfault it.
+_EMPTY = "an empty list segfaults Paddle's oneDNN kernel"
+KERNEL_NONEMPTY = {"conv2d": {"dilations": _EMPTY}, "depthwise_conv2d": {"dilations": _EMPTY},
+                   "pool2d": {"ksize": _EMPTY}}
 
 
 def _protos():
@@ -54,18 +62,26 @@ def _slot_flags(v) -> str:
                                    ("i", v.intermediate)) if on)
 
 
-def _attr_code(a, type_names) -> str:
-    flags = "".join(c for c, on in (("x", a.extra), ("t", a.support_tensor)) if on)
+def _attr_code(a, type_names, nonempty=False) -> str:
+    flags = "".join(c for c, on in (("x", a.extra), ("t", a.support_tensor), ("n", nonempty))
+                    if on)
     name = type_names[a.type]
     return f"{name}:{flags}" if flags else name
 
 
+def _override(proto_type: str, slot: str, flags: str) -> str:
+    if slot in KERNEL_REQUIRED.get(proto_type, {}):
+        return flags.replace("o", "")
+    if slot in KERNEL_OPTIONAL.get(proto_type, {}) and "o" not in flags:
+        return flags + "o"
+    return flags
+
+
 def _op_entry(proto, type_names) -> dict:
-    required = KERNEL_REQUIRED.get(proto.type, {})
-    ins = {v.name: _slot_flags(v).replace("o", "") if v.name in required else _slot_flags(v)
-           for v in proto.inputs}
-    outs = {v.name: _slot_flags(v) for v in proto.outputs}
-    attrs = {a.name: _attr_code(a, type_names) for a in proto.attrs}
+    ins = {v.name: _override(proto.type, v.name, _slot_flags(v)) for v in proto.inputs}
+    outs = {v.name: _override(proto.type, v.name, _slot_flags(v)) for v in proto.outputs}
+    nonempty = KERNEL_NONEMPTY.get(proto.type, {})
+    attrs = {a.name: _attr_code(a, type_names, a.name in nonempty) for a in proto.attrs}
     return {"in": ins, "out": outs, "attrs": attrs}
 
 
@@ -90,7 +106,10 @@ def build() -> dict:
         for key in ("in", "out", "attrs"):
             if not e[key]:
                 del e[key]
-    return {"paddle": version, "common_attrs": common, "overrides": KERNEL_REQUIRED, "ops": ops}
+    tables = (KERNEL_REQUIRED, KERNEL_OPTIONAL, KERNEL_NONEMPTY)
+    overrides = {t: {k: v for table in tables for k, v in table.get(t, {}).items()}
+                 for t in sorted(set().union(*tables))}
+    return {"paddle": version, "common_attrs": common, "overrides": overrides, "ops": ops}
 
 
 def main() -> int:

@@ -14,6 +14,8 @@ from pathlib import Path
 from actc.ir.attrs import A
 
 DATA = Path(__file__).with_name("opdefs.json")
+# protobuf enum attribute access is slow; the verifier runs after every pass
+BLOCK, BLOCKS, VAR, VARS, INTS = A.BLOCK, A.BLOCKS, A.VAR, A.VARS, A.INTS
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class AttrDef:
     type: int
     extra: bool
     support_tensor: bool
+    nonempty: bool = False  # a kernel indexes the list unchecked (see tools/make_opdefs.py)
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,8 @@ class OpDef:
     inputs: dict[str, SlotDef]
     outputs: dict[str, SlotDef]
     attrs: dict[str, AttrDef]
-
-    @property
-    def runs_sub_block(self) -> bool:
-        return any(a.type in (A.BLOCK, A.BLOCKS) for a in self.attrs.values())
+    runs_sub_block: bool  # control flow: its duplicable slots may legitimately be empty
+    block_attrs: tuple[str, ...]  # BLOCK attrs it must carry (the block it runs)
 
 
 def _slot(name: str, flags: str, is_input: bool) -> SlotDef:
@@ -60,7 +61,7 @@ def _slot(name: str, flags: str, is_input: bool) -> SlotDef:
 
 def _attr(name: str, code: str) -> AttrDef:
     type_name, _, flags = code.partition(":")
-    return AttrDef(name, A.Value(type_name), "x" in flags, "t" in flags)
+    return AttrDef(name, A.Value(type_name), "x" in flags, "t" in flags, "n" in flags)
 
 
 @lru_cache(maxsize=1)
@@ -81,11 +82,14 @@ def lookup(op_type: str) -> OpDef | None:
     entry = data["ops"].get(op_type)
     if entry is None:
         return None
-    attrs = {**data["common_attrs"], **entry.get("attrs", {})}
+    attrs = {n: _attr(n, c) for n, c in {**data["common_attrs"],
+                                         **entry.get("attrs", {})}.items()}
     return OpDef(op_type,
                  {n: _slot(n, f, True) for n, f in entry.get("in", {}).items()},
                  {n: _slot(n, f, False) for n, f in entry.get("out", {}).items()},
-                 {n: _attr(n, c) for n, c in attrs.items()})
+                 attrs,
+                 any(a.type in (BLOCK, BLOCKS) for a in attrs.values()),
+                 tuple(n for n, a in attrs.items() if a.type == BLOCK and not a.extra))
 
 
 # Stored types Paddle 3.3.1 reads as the declared type (its attribute extractors cast these;
@@ -110,7 +114,7 @@ def accepts(attr: AttrDef, stored: int, empty_list: bool = False) -> bool:
     """Whether an attr stored with type ``stored`` can be read as ``attr.type``."""
     if stored == attr.type or stored in _READS_AS.get(attr.type, ()):
         return True
-    if attr.support_tensor and stored in (A.VAR, A.VARS):
+    if attr.support_tensor and stored in (VAR, VARS):
         return True
     # An empty Python list is stored as an empty INTS whatever the declared list type.
-    return empty_list and stored == A.INTS and attr.type in _LISTS
+    return empty_list and stored == INTS and attr.type in _LISTS

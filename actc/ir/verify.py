@@ -52,9 +52,21 @@ def _block_problems(program: Program) -> list[Problem]:
     return problems
 
 
+def _block_refs(op: Op) -> list[int]:
+    """The blocks an op's BLOCK/BLOCKS attrs name (``Op.sub_block_ids`` without the slow
+    protobuf enum lookups)."""
+    ids: list[int] = []
+    for a in op.desc.attrs:
+        if a.type == opdefs.BLOCK:
+            ids.append(a.block_idx)
+        elif a.type == opdefs.BLOCKS:
+            ids.extend(a.blocks_idx)
+    return ids
+
+
 def _sub_block_problems(program: Program, op: Op, label: str) -> list[Problem]:
     problems = []
-    for idx in op.sub_block_ids:
+    for idx in _block_refs(op):
         if not 0 < idx < len(program.blocks) or idx == op.block:
             problems.append(Problem(f"{label} refers to block {idx}, which is not a sub-block "
                                     f"(the program has blocks 0..{len(program.blocks) - 1})",
@@ -89,46 +101,42 @@ def _slot_problems(op: Op, label: str, defn: opdefs.OpDef) -> list[Problem]:
     return problems
 
 
-def _attr_value_problems(op: Op, label: str) -> list[Problem]:
-    problems = []
-    for a in op.desc.attrs:
-        if a.type not in ATTR_FIELD:
-            problems.append(Problem(f"{label} attr '{a.name}' has unknown type {a.type}",
-                                    op=op.type))
-            continue
-        field = ATTR_FIELD[a.type]
-        if a.type not in REPEATED and field != "s" and not a.HasField(field):
-            problems.append(Problem(f"{label} attr '{a.name}' is {TYPE_NAMES[a.type]} but holds "
-                                    "no value", op=op.type))
-    return problems
+def _attr_problem(label: str, op_type: str, a, want: opdefs.AttrDef | None) -> str | None:
+    """What is wrong with one attr: an unknown type, a scalar with no value, a type Paddle
+    cannot read as the declared one, or an empty list a kernel indexes."""
+    t = a.type
+    field = ATTR_FIELD.get(t)
+    if field is None:
+        return f"{label} attr '{a.name}' has unknown type {t}"
+    repeated = t in REPEATED
+    if not repeated and field != "s" and not a.HasField(field):
+        return f"{label} attr '{a.name}' is {TYPE_NAMES[t]} but holds no value"
+    if want is None:
+        return None  # attrs Paddle does not declare are ignored by it
+    empty = repeated and not len(getattr(a, field))
+    if not opdefs.accepts(want, t, empty):
+        return (f"{label} attr '{a.name}' is {TYPE_NAMES[t]} but Paddle's {op_type} declares "
+                f"it {TYPE_NAMES[want.type]}")
+    if empty and want.nonempty:
+        return f"{label} attr '{a.name}' is an empty list; Paddle's {op_type} needs its values"
+    return None
 
 
-def _attr_type_problems(op: Op, label: str, defn: opdefs.OpDef) -> list[Problem]:
+def _attr_problems(op: Op, label: str, defn: opdefs.OpDef | None) -> list[Problem]:
     problems = []
+    declared = defn.attrs if defn is not None else {}
     present = set()
     for a in op.desc.attrs:
-        present.add(a.name)
-        want = defn.attrs.get(a.name)
-        if want is None or a.type not in ATTR_FIELD:
-            continue  # attrs Paddle does not declare are ignored by it
-        field = ATTR_FIELD[a.type]
-        empty = a.type in REPEATED and not len(getattr(a, field))
-        if not opdefs.accepts(want, a.type, empty):
-            problems.append(Problem(f"{label} attr '{a.name}' is {TYPE_NAMES[a.type]} but "
-                                    f"Paddle's {op.type} declares it "
-                                    f"{TYPE_NAMES[want.type]}", op=op.type))
-    for name, want in defn.attrs.items():
-        if want.type == opdefs.A.BLOCK and not want.extra and name not in present:
+        name = a.name
+        present.add(name)
+        msg = _attr_problem(label, op.type, a, declared.get(name))
+        if msg:
+            problems.append(Problem(msg, op=op.type))
+    for name in (defn.block_attrs if defn is not None else ()):
+        if name not in present:
             problems.append(Problem(f"{label} has no '{name}' attr (the block it runs)",
                                     op=op.type))
     return problems
-
-
-def _opdef_problems(op: Op, label: str) -> list[Problem]:
-    defn = opdefs.lookup(op.type)
-    if defn is None:
-        return []
-    return _slot_problems(op, label, defn) + _attr_type_problems(op, label, defn)
 
 
 # ----------------------------------------------------------------- dataflow
@@ -153,7 +161,7 @@ def _entry_names(program: Program) -> dict[int, set[str]]:
 
 def _loop_bodies(program: Program) -> set[int]:
     return {idx for b in program.blocks for op in b.ops if op.type in _LOOP_OPS
-            for idx in op.sub_block_ids}
+            for idx in _block_refs(op)}
 
 
 def _read_problems(program: Program, op: Op, label: str, defined: set[str]) -> list[Problem]:
@@ -179,8 +187,25 @@ def _write_problems(program: Program, op: Op, label: str) -> list[Problem]:
             if program.var(name, op.block) is None]
 
 
+def _one_op_problems(program: Program, op: Op, label: str, defined: set[str],
+                     notes: dict[str, str]) -> list[Problem]:
+    """Definition (slots, attrs), sub-blocks, reads, writes of one op."""
+    defn = opdefs.lookup(op.type)
+    problems = []
+    if defn is not None:
+        problems += _slot_problems(op, label, defn)
+    elif op.type not in notes:
+        notes[op.type] = (f"{label}: Paddle {opdefs.paddle_version()} defines no op "
+                          f"'{op.type}' (a custom op?); only its vars are checked")
+    problems += _attr_problems(op, label, defn)
+    problems += _sub_block_problems(program, op, label)
+    problems += _read_problems(program, op, label, defined)
+    problems += _write_problems(program, op, label)
+    return problems
+
+
 def _op_problems(program: Program, notes: dict[str, str]) -> list[Problem]:
-    """Per op, in program order: definition, attrs, sub-blocks, reads, writes."""
+    """Every op in program order, with the names defined when it runs."""
     problems: list[Problem] = []
     entry = _entry_names(program)
     loops = _loop_bodies(program)
@@ -189,15 +214,7 @@ def _op_problems(program: Program, notes: dict[str, str]) -> list[Problem]:
         if block.idx in loops:
             defined |= {a for op in block.ops for a in op.output_names}
         for i, op in enumerate(block.ops):
-            label = _op_label(op, i)
-            if opdefs.lookup(op.type) is None and op.type not in notes:
-                notes[op.type] = (f"{label}: Paddle {opdefs.paddle_version()} defines no op "
-                                  f"'{op.type}' (a custom op?); only its vars are checked")
-            problems += _opdef_problems(op, label)
-            problems += _attr_value_problems(op, label)
-            problems += _sub_block_problems(program, op, label)
-            problems += _read_problems(program, op, label, defined)
-            problems += _write_problems(program, op, label)
+            problems += _one_op_problems(program, op, _op_label(op, i), defined, notes)
             defined.update(op.output_names)
     return problems
 
@@ -267,7 +284,8 @@ def verify(program: Program) -> list[Problem]:
     return problems + _graph_problems(program) + _weight_problems(program)
 
 
-def _summary(problems: list[Problem]) -> str:
+def summarize(problems: list[Problem]) -> str:
+    """The first problem, and how many more: one line."""
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return f"{problems[0]}{more}"
 
@@ -276,7 +294,7 @@ class VerificationError(ValueError):
     def __init__(self, problems: list[Problem], after: str | None = None):
         self.problems = problems
         where = f" after pass '{after}'" if after else ""
-        super().__init__(f"IR verification failed{where}: {_summary(problems)}")
+        super().__init__(f"IR verification failed{where}: {summarize(problems)}")
 
 
 def check(program: Program, after: str | None = None) -> None:
@@ -293,7 +311,7 @@ def check_input(program: Program, path: str | Path) -> None:
     user's file is blamed rather than the pass that meets it first; print each note once."""
     problems, notes = verify_input(program)
     if problems:
-        raise ActcError(f"invalid program: {_summary(problems)}", path=path)
+        raise ActcError(f"invalid program: {summarize(problems)}", path=path)
     for note in notes:
         if (str(path), note) not in _NOTED:
             _NOTED.add((str(path), note))

@@ -8,12 +8,15 @@ import numpy as np
 
 from actc.errors import ActcError
 from actc.ir.program import Program
+from actc.ir.verify import summarize, verify_input
 from actc.runtime.paddle_env import import_paddle, resolve_place
 
 # How Paddle's C++ errors look: "(InvalidArgument) msg", "[Hint: ...]", "(at /paddle/x.cc:12)",
-# "[operator < pool2d > error]". Only these are turned into user errors; anything else raised
-# while running is a bug and stays one.
-_PADDLE_KIND = re.compile(r"^\s*\((\w+)\)\s*", re.M)
+# "[operator < pool2d > error]". Paddle maps them to these builtin types (or EnforceNotMet);
+# oneDNN and the C++ standard library raise RuntimeError/ValueError with bare messages.
+_PADDLE_KIND = re.compile(r"^\s*(?:\((\w+)\)|[A-Z]\w*Error:)\s*")
+_PADDLE_RAISES = (RuntimeError, ValueError, OSError, IndexError, MemoryError,
+                  NotImplementedError)
 _OPERATOR_PATTERNS = (
     re.compile(r"\[operator\s*<\s*([\w.]+)\s*>\s*error\]"),
     re.compile(r"Operator\s*\(\s*([\w.]+)\s*\)\s*is not registered"),
@@ -24,30 +27,31 @@ _SOURCE = re.compile(r"\(at\s+\S*/(\w+?)(?:_op)?\.(?:cc|cu|h):\d+\)")
 
 
 def _is_paddle_error(e: BaseException) -> bool:
-    text = str(e)
-    return type(e).__name__ == "EnforceNotMet" or "(at /paddle/" in text or \
-        "[operator <" in text or bool(_PADDLE_KIND.match(text))
+    """Only Paddle calls run under ``paddle_errors``; TypeError, KeyError and the like still
+    mean actc called it wrongly, and stay internal errors."""
+    return isinstance(e, _PADDLE_RAISES) or type(e).__name__ in ("EnforceNotMet",
+                                                                 "EOFException")
 
 
 def _op_type(text: str, types: set[str]) -> str | None:
-    """The op Paddle blames: its own marker, else the source file it failed in when that
-    names an op type of the program."""
-    for pattern in _OPERATOR_PATTERNS:
-        m = pattern.search(text)
-        if m:
+    """The op Paddle blames (its marker, or the source file it failed in), when that names an
+    op type of the program ("Op(Conv)" names a family, not an op)."""
+    for m in [p.search(text) for p in _OPERATOR_PATTERNS] + [_SOURCE.search(text)]:
+        if m and m.group(1) in types:
             return m.group(1)
-    m = _SOURCE.search(text)
-    return m.group(1) if m and m.group(1) in types else None
+    return None
 
 
 def _first_line(text: str) -> str:
-    """Paddle's message without its kind prefix, hint, source position and C++ stack."""
+    """Paddle's own message, without its kind prefix, hint, source position, C++ stack, or the
+    "In user code:" Python stack it sometimes leads with."""
     _, _, summary = text.rpartition("Error Message Summary:")
-    for line in summary.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("-", "[")):
-            line = _PADDLE_KIND.sub("", line, count=1)
-            return re.sub(r"\s*\(at /paddle/\S+\)\s*$", "", line).strip()
+    lines = [ln.strip() for ln in summary.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("-", "[", "File ", "In user code"))]
+    kinds = [ln for ln in lines if _PADDLE_KIND.match(ln)]
+    for line in kinds or lines:
+        line = _PADDLE_KIND.sub("", line, count=1)
+        return re.sub(r"\s*\(at /paddle/\S+\)\s*$", "", line).strip()
     return "(no message)"
 
 
@@ -89,6 +93,16 @@ def paddle_errors(positions: list[tuple[str, str]]):
         raise paddle_error(e, positions) from e
 
 
+def _refuse_invalid(program: Program) -> None:
+    """The last guard before Paddle's C++, which some broken programs crash outright: holds
+    even under --no-verify, where a pass may have broken the program."""
+    problems, _ = verify_input(program)
+    if problems:
+        raise ActcError(f"refusing to run an invalid program in Paddle: {summarize(problems)} "
+                        "(if --no-verify was given, rerun without it to see which step broke "
+                        "the program)")
+
+
 def strip_feed_fetch(program: Program) -> Program:
     """Remove feed/fetch ops in place: the executor adds its own for whatever we fetch."""
     for op in program.ops(("feed", "fetch")):
@@ -105,6 +119,7 @@ class Runner:
 
     def __init__(self, program: Program, device: str | None = None, *, private: bool = False):
         paddle = import_paddle()
+        _refuse_invalid(program)
         self.feeds = program.feed_names()
         self.fetches = program.fetch_names()
         self.positions = op_positions(program)
