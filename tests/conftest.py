@@ -43,3 +43,27 @@ def test_set(example_dir):
 
     with np.load(example_dir / "test.npz") as z:
         return z["image"], z["label"]
+
+
+#: epochs the tests train the MobileNetV2-style digits model for (about 97-98% top-1; the
+#: benchmarks train 40).
+MBV2_TEST_EPOCHS = 6
+
+
+@pytest.fixture(scope="session")
+def mbv2_digits() -> Path:
+    """A MobileNetV2-style model trained on digits by ``benchmarks/digits_models.py`` (in a
+    subprocess: it trains in dygraph), with train.npz / test.npz; cached like the corpus."""
+    if not paddle_available():
+        pytest.skip("paddlepaddle is not installed: the MobileNetV2-style model cannot be trained")
+    import subprocess
+    import sys
+
+    cache = _corpus.default_cache_dir()
+    work = cache.with_name(f"{cache.name}-mbv2-e{MBV2_TEST_EPOCHS}")
+    out = work / "mbv2_digits"
+    if not (out / "meta.json").exists():
+        script = Path(__file__).resolve().parent.parent / "benchmarks" / "digits_models.py"
+        subprocess.run([sys.executable, str(script), "--work", str(work), "--epochs",
+                        str(MBV2_TEST_EPOCHS)], check=True, capture_output=True, timeout=900)
+    return out

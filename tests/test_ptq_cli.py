@@ -180,7 +180,7 @@ def assert_recipe_error(code, err, out: Path, *needles):
 @pytest.mark.parametrize("setting, needle", [
     ("weight_bits=9", "'weight_bits' must be in 1..8, got 9"),
     ("activation_bits=0", "'activation_bits' must be in 1..8, got 0"),
-    ("algo=foo", "'algo': foo is not one of KL, hist"),
+    ("algo=foo", "'algo': foo is not one of auto, KL, hist"),
     ("hist_percent=1.5", "'hist_percent' must be in 0.0..1.0, got 1.5"),
     ("weight_algo=l2", "'weight_algo': l2 is not one of abs_max, mse"),
 ])

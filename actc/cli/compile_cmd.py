@@ -193,11 +193,13 @@ def _compile(args, device, sets, program, files, cfg, text, where) -> int:
         if ctx.reports.get("quantizers"):
             from actc.quant.error import worst_table
 
-            print(worst_table(ctx.reports["quantizers"]), file=sys.stderr)
+            auto = ctx.reports.get("auto") or {}
+            winners = {t["tensor"]: t["applied"] for t in auto.get("tensors", [])}
+            print(worst_table(ctx.reports["quantizers"], winners=winners), file=sys.stderr)
         print(f"wrote {written.program}", file=sys.stderr)
         print(size_line(files, written), file=sys.stderr)
     if args.report:
-        write_report(args.report, ctx.reports.get("quantizers"))
+        write_report(args.report, ctx.reports.get("quantizers"), ctx.reports.get("auto"))
     if args.bench:
         print(bench_before_after(files, written, device), file=sys.stderr)
     if original is not None and not args.no_eval:
@@ -224,15 +226,19 @@ def check_report_path(path: str) -> None:
         raise ActcError(f"--report: cannot write here ({parent} is not writable)", path=path)
 
 
-def write_report(path: str, rows) -> None:
-    """--report: every quantizer's error as JSON (empty when the recipe quantized nothing)."""
+def write_report(path: str, rows, auto: dict | None = None) -> None:
+    """--report: every quantizer's error as JSON (empty when the recipe quantized nothing),
+    and with ``algo: auto`` every candidate's error per tensor and the whole-model check."""
     import json
 
     from actc.io.atomic import write_atomic
 
     data = [dict(r.to_json(), sqnr_db=None if r.sqnr_db == float("inf") else r.sqnr_db)
             for r in rows or []]  # exact (inf) -> null: JSON has no infinity
-    write_atomic(path, (json.dumps({"quantizers": data}, indent=1) + "\n").encode())
+    report = {"quantizers": data}
+    if auto:
+        report["auto"] = auto
+    write_atomic(path, (json.dumps(report, indent=1) + "\n").encode())
 
 
 def size_line(before, after) -> str:

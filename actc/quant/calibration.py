@@ -80,9 +80,13 @@ def _register(name: str, uses_bits: bool = False, uses_histogram: bool = True, *
     return deco
 
 
+#: the per-tensor choice among all of the above (actc.quant.auto), not one algorithm itself.
+AUTO = "auto"
+
+
 def needs_histogram(algos) -> bool:
     """Whether any of these algos reads the histogram (else collecting it is wasted work)."""
-    return any(_lookup(str(a)).uses_histogram for a in algos)
+    return any(str(a) == AUTO or _lookup(str(a)).uses_histogram for a in algos)
 
 
 def algo_names() -> list[str]:

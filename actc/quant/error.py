@@ -74,14 +74,17 @@ def quantizer_errors(program: Program, quantizers: list[Quantizer],
     return rows
 
 
-def worst_table(rows: list[QuantError], most: int = 5) -> str:
-    """The few quantizers that lose most, as the short table compile prints."""
+def worst_table(rows: list[QuantError], most: int = 5, winners: dict | None = None) -> str:
+    """The few quantizers that lose most, as the short table compile prints (``winners``:
+    the candidate ``algo: auto`` chose per activation)."""
     shown = rows[:most]
     if not shown:
         return ""
     w = max(len(r.tensor) for r in shown)
     lines = [f"worst quantizers by SQNR (of {len(rows)}; skip_ops the op reading one to keep "
              "it float):"]
+    winners = winners or {}
     lines += [f"  {r.tensor:<{w}}  {r.kind:<10}  {r.bits}-bit  {r.sqnr_db:6.2f} dB  -> "
-              f"{r.consumers}" for r in shown]
+              f"{r.consumers}" + (f"  (auto: {winners[r.tensor]})" if r.tensor in winners else "")
+              for r in shown]
     return "\n".join(lines)

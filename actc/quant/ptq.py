@@ -13,7 +13,7 @@ from actc.errors import ActcError
 from actc.ir.program import Program
 from actc.quant import calibration
 from actc.quant.quantizers import Quantizer
-from actc.quant.reference import qmax, quantize_weight_int8
+from actc.quant.reference import fake_quant_dequant, qmax, quantize_weight_int8
 from actc.quant.stats import ActivationStats
 
 WEIGHT_ALGOS = ("abs_max", "mse")
@@ -62,9 +62,16 @@ class ScaleChoice:
 
 
 def activation_thresholds(stats: dict[str, ActivationStats], quantizers: list[Quantizer],
-                          choice: ScaleChoice) -> dict[str, float]:
-    """Threshold per activation tensor under ``choice``."""
-    out = {}
+                          choice: ScaleChoice, overrides: dict[str, float] | None = None
+                          ) -> dict[str, float]:
+    """Threshold per activation tensor under ``choice`` (``overrides`` first: what
+    ``algo: auto`` chose per tensor)."""
+    out = dict(overrides or {})
+    if choice.algo == calibration.AUTO:
+        missing = [q.tensor for q in quantizers if not q.is_weight and q.tensor not in out]
+        if missing:
+            raise ActcError(f"algo auto: no threshold was chosen for '{missing[0]}'")
+        return out
     algo = calibration._lookup(choice.algo)
     params = {k: v for k, v in (choice.params or {}).items() if k in algo.defaults}
     for q in quantizers:
@@ -77,10 +84,12 @@ def activation_thresholds(stats: dict[str, ActivationStats], quantizers: list[Qu
 
 def apply_scales(program: Program, quantizers: list[Quantizer], stats, choice: ScaleChoice,
                  original_weights: dict[str, np.ndarray],
-                 cache: dict | None = None) -> dict[str, np.ndarray]:
+                 cache: dict | None = None,
+                 overrides: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     """Write every scale into the IR; returns what it set (name -> array). ``cache`` keeps
-    weight thresholds between calls (a search re-uses them across trials)."""
-    acts = activation_thresholds(stats, quantizers, choice)
+    weight thresholds between calls (a search re-uses them across trials); ``overrides``
+    are activation thresholds chosen elsewhere (``algo: auto``)."""
+    acts = activation_thresholds(stats, quantizers, choice, overrides)
     written: dict[str, np.ndarray] = {}
     for q in quantizers:
         if q.is_weight:
@@ -109,6 +118,23 @@ def apply_scales(program: Program, quantizers: list[Quantizer], stats, choice: S
         if q.zero_point is not None:
             written[q.zero_point] = _set_like(program, q.zero_point, np.zeros_like(thr))
     return written
+
+
+def quantized_weights(quantizers: list[Quantizer], originals: dict[str, np.ndarray],
+                      weight_algo: str) -> dict[str, np.ndarray]:
+    """Each weight as its quantize-dequantize will compute it (what a layer really multiplies
+    by), for scoring activation thresholds against the layers they feed."""
+    out = {}
+    for q in quantizers:
+        if not q.is_weight or q.tensor in out:
+            continue
+        w = originals[q.tensor]
+        axis = q.axis if q.axis >= 0 else -1
+        thr = weight_threshold(w, q.bits, axis, weight_algo)
+        round_type = int(q.quant_op.attr("round_type", 0) or 0) if q.quant_op is not None else 0
+        out[q.tensor] = fake_quant_dequant(w, thr if axis >= 0 else thr.reshape(()), q.bits,
+                                           axis, round_type).astype(np.float32)
+    return out
 
 
 def _clip_to(program: Program, q: Quantizer, original: np.ndarray,

@@ -223,13 +223,27 @@ def _run_batch(runner: Runner, observers: Observers, feed, fetched: list[str],
         outs[i] = None  # drop each one as soon as it is counted
 
 
+def _keep_samples(samples: dict, name: str, x: np.ndarray, most: int, elements: int) -> None:
+    """Copy the first samples of a batch until the tensor has ``most`` (or ``elements``
+    values) kept: the observer's array is Paddle's buffer, valid during the call only."""
+    kept = samples.setdefault(name, [])
+    have = sum(a.shape[0] for a in kept)
+    per = max(1, int(np.prod(x.shape[1:])) if x.ndim > 1 else 1)
+    room = min(most, max(1, elements // per)) - have
+    if room > 0 and x.ndim >= 1 and x.shape[0] > 0:
+        kept.append(np.array(x[:room], dtype=np.float32, copy=True))
+
+
 def collect_stats(program: Program, quantizers: list[Quantizer], dataset: Dataset, *,
                   batch_size: int, batch_nums: int | None, device: str | None,
                   snapshots_at: tuple[int, ...] = (), histogram: bool = True,
-                  observe: bool | None = None):
+                  observe: bool | None = None, samples: dict | None = None,
+                  keep_samples: int = 0, sample_elements: int = 1 << 21):
     """One pass over the data. Returns (stats, snapshots, batches_seen, seconds) where
     snapshots[k] is a copy of the stats after k batches (for search trials). Without
-    ``histogram`` only per-batch maxima are kept (enough for abs_max, min_max, avg)."""
+    ``histogram`` only per-batch maxima are kept (enough for abs_max, min_max, avg).
+    With ``keep_samples``, ``samples[name]`` receives copies of the first samples of each
+    tensor (at most that many, and at most ``sample_elements`` values), for ``algo: auto``."""
     names = activation_tensors(quantizers)
     stats: dict[str, ActivationStats] = {}
     snapshots: dict[int, dict[str, ActivationStats]] = {}
@@ -240,7 +254,14 @@ def collect_stats(program: Program, quantizers: list[Quantizer], dataset: Datase
         stats.clear()
         snapshots.clear()
         stats.update({n: ActivationStats(histogram=histogram) for n in names})
-        return lambda name, x: stats[name].update(x)
+        if samples is None or keep_samples <= 0:
+            return lambda name, x: stats[name].update(x)
+        samples.clear()
+
+        def consume(name, x):
+            stats[name].update(x)
+            _keep_samples(samples, name, x, keep_samples, sample_elements)
+        return consume
 
     def after_batch(k: int) -> None:
         if k in snapshots_at:

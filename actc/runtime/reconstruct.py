@@ -33,38 +33,23 @@ op between the region boundaries in dygraph and is rejected with an error.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from actc.errors import ActcError
-from actc.ir.program import Op, Program
+from actc.ir.program import Program
 from actc.progress import progress as progress_bar
 from actc.quant.quantizers import Quantizer
 from actc.quant.reference import dequantize, qmax, quantize, quantize_weight_int8
+from actc.runtime.layers import (CONV_TYPES, Layer, attach_epilogue, dygraph, epilogue_fn,
+                                 forward)
 
-CONV_TYPES = ("conv2d", "depthwise_conv2d")
-FC_TYPES = ("mul", "matmul_v2")
 ZETA, GAMMA = 1.1, -0.1
 WARMUP = 0.2
 BETA_START, BETA_END = 20.0, 2.0
 DEFAULT_LAMBDA = 0.01
-
-
-@dataclass
-class Layer:
-    op: Op
-    quantizer: Quantizer     # the weight's
-    input: str               # activation the quantized program feeds the layer
-    float_input: str         # the same activation in the float program
-    output: str
-    weight_slot: str
-    channel_axis: int = 1    # of the output
-    affine: tuple[np.ndarray, np.ndarray] | None = None   # per-channel a*y+b after the layer
-    relu: bool = False       # then a relu
-    through: list[str] = field(default_factory=list)      # epilogue ops, for reports
 
 
 @dataclass
@@ -134,114 +119,10 @@ def find_layers(program: Program, float_prog: Program, quantizers: list[Quantize
         if float_prog.var(layer.float_input) is None:
             skipped.append(f"{q.tensor} (its float input is not in the float program)")
             continue
-        _epilogue(program, layer)
+        attach_epilogue(program, layer)
         layers.append((order[op.uid], layer))
     layers.sort(key=lambda t: t[0])
     return [layer for _, layer in layers], skipped
-
-
-def _epilogue(program: Program, layer: Layer) -> None:
-    """The per-channel affine ops (inference batch_norm, bias add) and relu that follow the
-    layer, each the single reader of the previous output: the error is measured after them,
-    as the next layer sees it (AdaRound's asymmetric reconstruction through the activation
-    function; the program keeps batch_norm unfolded)."""
-    op = layer.op
-    if op.type in CONV_TYPES:
-        if op.attr("data_format", "NCHW") == "NHWC":
-            return
-        axis = 1
-    else:
-        axis = -1
-    var = program.var(layer.output)
-    if var is None or var.shape is None or len(var.shape) < 2 or var.shape[axis] <= 0:
-        return
-    size, ndim = var.shape[axis], len(var.shape)
-    layer.channel_axis = axis % ndim
-    a = np.ones(size, np.float64)
-    b = np.zeros(size, np.float64)
-    name = layer.output
-    while not layer.relu:
-        users = program.consumers(name)
-        if len(users) != 1:
-            break
-        user, slot, _ = users[0]
-        if user.type == "batch_norm" and slot == "X" and layer.channel_axis == 1:
-            try:
-                p = {k: np.asarray(program.params[user.input(k)[0]].array, np.float64)
-                     for k in ("Scale", "Bias", "Mean", "Variance")}
-            except (KeyError, IndexError):
-                break
-            if any(v.shape != (size,) for v in p.values()):
-                break
-            k = p["Scale"] / np.sqrt(p["Variance"] + float(user.attr("epsilon", 1e-5)))
-            a, b = a * k, (b - p["Mean"]) * k + p["Bias"]
-            name = user.output("Y")[0]
-        elif user.type == "elementwise_add" and slot == "X":
-            y = user.input("Y")[0]
-            bax = int(user.attr("axis", -1))
-            ok_axis = bax == layer.channel_axis or (bax == -1 and layer.channel_axis == ndim - 1)
-            if (y not in program.params or not program.is_weight(y) or not ok_axis
-                    or tuple(program.params[y].shape) != (size,)):
-                break
-            b = b + np.asarray(program.params[y].array, np.float64)
-            name = user.output("Out")[0]
-        elif user.type == "relu":
-            layer.relu = True
-            name = user.output("Out")[0]
-        else:
-            break
-        layer.through.append(user.type)
-    if layer.through:
-        layer.affine = (a.astype(np.float32), b.astype(np.float32))
-
-
-# --------------------------------------------------------------------------- dygraph
-
-@contextlib.contextmanager
-def dygraph(paddle, place):
-    """Paddle dygraph for the optimisation, back to static mode afterwards (always)."""
-    paddle.disable_static(place)
-    try:
-        yield
-    finally:
-        paddle.enable_static()
-
-
-def _forward(paddle, layer: Layer, x, w):
-    """The layer's op, in dygraph, with its attributes from the IR."""
-    import paddle.nn.functional as F
-
-    op = layer.op
-    if op.type in CONV_TYPES:
-        algo = str(op.attr("padding_algorithm", "EXPLICIT") or "EXPLICIT").upper()
-        padding = algo if algo in ("SAME", "VALID") else list(op.attr("paddings", [0, 0]))
-        fmt = str(op.attr("data_format", "NCHW") or "NCHW")
-        fmt = "NCHW" if fmt == "AnyLayout" else fmt
-        groups = int(op.attr("groups", 1) or 1)
-        return F.conv2d(x, w, stride=list(op.attr("strides", [1, 1])), padding=padding,
-                        dilation=list(op.attr("dilations", [1, 1])), groups=groups,
-                        data_format=fmt)
-    if op.type == "matmul_v2":
-        return paddle.matmul(x, w, transpose_x=bool(op.attr("trans_x", False)),
-                             transpose_y=bool(op.attr("trans_y", False)))
-    # mul: flatten X to 2-D at x_num_col_dims, Y at y_num_col_dims
-    xd = int(op.attr("x_num_col_dims", 1))
-    yd = int(op.attr("y_num_col_dims", 1))
-    xs, ws = x.shape, w.shape
-    x2 = x.reshape([int(np.prod(xs[:xd])), int(np.prod(xs[xd:]))])
-    w2 = w.reshape([int(np.prod(ws[:yd])), int(np.prod(ws[yd:]))])
-    return paddle.matmul(x2, w2).reshape(list(xs[:xd]) + list(ws[yd:]))
-
-
-def _epilogue_fn(paddle, layer: Layer, ndim: int, to_tensor):
-    """y -> relu(a * y + b) along the output channel axis (identity without an epilogue)."""
-    if layer.affine is None:
-        return lambda y: y
-    shape = [1] * ndim
-    shape[layer.channel_axis] = layer.affine[0].size
-    a, b = (to_tensor(v.reshape(shape)) for v in layer.affine)
-    act = paddle.nn.functional.relu if layer.relu else (lambda t: t)
-    return lambda y: act(y * a + b)
 
 
 # --------------------------------------------------------------------------- main loop
@@ -338,14 +219,14 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
     T = lambda a: paddle.to_tensor(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     xs = [T(a) for a in q_in]
     floor_t, step_t = T(floor), T(step)
-    epi = _epilogue_fn(paddle, layer, f_out[0].ndim, T)
+    epi = epilogue_fn(paddle, layer, f_out[0].ndim, T)
     ys = [epi(T(a)) for a in f_out]
 
     def sq_err(out, y):
         return ((epi(out) - y) ** 2).sum()
 
     # check that the dygraph layer is the op: float weight on float input gives the target
-    probe = _forward(paddle, layer, T(f_in[0]), T(w))
+    probe = forward(paddle, layer, T(f_in[0]), T(w))
     ref = T(f_out[0])
     rel = float(((probe - ref) ** 2).sum()) / max(float((ref ** 2).sum()), 1e-30)
     if not rel < 1e-6:
@@ -358,7 +239,7 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
     def hard_loss(codes: np.ndarray) -> float:
         wq = T(codes * step)
         with paddle.no_grad():
-            return sum(float(sq_err(_forward(paddle, layer, x, wq), y))
+            return sum(float(sq_err(forward(paddle, layer, x, wq), y))
                        for x, y in zip(xs, ys)) / len(ys) / norm
 
     V = paddle.create_parameter(list(w.shape), "float32",
@@ -374,7 +255,7 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
             for x, y in zip(xs, ys):
                 h = paddle.clip(paddle.nn.functional.sigmoid(V) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
                 wsoft = paddle.clip(floor_t + h, lo, hi) * step_t
-                loss = sq_err(_forward(paddle, layer, x, wsoft), y) / norm
+                loss = sq_err(forward(paddle, layer, x, wsoft), y) / norm
                 if it >= warm:
                     rel_t = (it - warm) / max(1, total - warm)
                     beta = BETA_END + (BETA_START - BETA_END) * max(0.0, 1.0 - rel_t)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from actc.data import open_dataset
 from actc.errors import ActcError
-from actc.quant.calibration import needs_histogram
-from actc.quant.ptq import ScaleChoice, apply_scales, freeze_fake, freeze_onnx, original_weights
+from actc.quant import auto as auto_calibration
+from actc.quant.calibration import AUTO, needs_histogram
+from actc.quant.ptq import (ScaleChoice, apply_scales, freeze_fake, freeze_onnx,
+                            original_weights, quantized_weights)
 from actc.quant.quantizers import find_quantizers
 
 DEFAULT_CALIB_FILE = "calib.npz"
@@ -66,12 +68,16 @@ def calibrate(ctx, args: dict) -> None:
     batch_size = int(args["batch_size"])
     batch_nums = args["batch_nums"]
     choice = _choice(args)
+    samples = {} if choice.algo == AUTO else None
     stats, _, seen, secs = collect_stats(ctx.program, quantizers, dataset,
                                          batch_size=batch_size, batch_nums=batch_nums,
                                          device=ctx.device,
-                                         histogram=needs_histogram([choice.algo]))
+                                         histogram=needs_histogram([choice.algo]),
+                                         samples=samples, keep_samples=auto_calibration.SAMPLES,
+                                         sample_elements=auto_calibration.SAMPLE_ELEMENTS)
     originals = original_weights(ctx.program, quantizers)
-    apply_scales(ctx.program, quantizers, stats, choice, originals)
+    chosen = _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, dataset)
+    apply_scales(ctx.program, quantizers, stats, choice, originals, overrides=chosen)
     _reconstruct(ctx, quantizers, dataset, args, batch_size)
     _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums, originals)
     _error_report(ctx, quantizers, dataset, batch_size)
@@ -80,6 +86,55 @@ def calibrate(ctx, args: dict) -> None:
                f"algo={choice.algo}, weights={choice.weight_algo}"
                f"{', bias correction' if choice.bias_correction else ''}; "
                f"{seen} batches x {batch_size} in {secs:.2f} s")
+
+
+#: batches (from the end of the calibration data) auto's whole-model check runs on.
+AUTO_CHECK_BATCHES = 2
+
+
+def tail_batches(dataset, batch_size: int, count: int) -> list:
+    """The last ``count`` batches of the data (all of it when it is that short)."""
+    import itertools
+
+    available = dataset.num_batches(batch_size, None)
+    skip = max(0, (available or 0) - count)
+    return list(itertools.islice(dataset.batches(batch_size, None), skip, skip + count))
+
+
+def _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, dataset):
+    """algo: auto: per tensor, the candidate threshold with the least measured error
+    (actc.quant.auto); None for any other algo."""
+    if samples is None:
+        return None
+    from actc.runtime.auto_calib import best_singles, choose, model_check
+
+    quantized = quantized_weights(quantizers, originals, choice.weight_algo)
+    chosen, choices, secs = choose(ctx.program, quantizers, stats, samples, originals,
+                                   quantized, float(args["hist_percent"]), ctx.device)
+    samples.clear()
+    by_layer = sum(1 for c in choices if c.metric == "layer")
+    _note(ctx, f"calibrate: auto chose per tensor ({by_layer} of {len(choices)} scored on the "
+               f"layers they feed, in {secs:.2f} s): {auto_calibration.winners_summary(choices)}")
+    checked_on = tail_batches(dataset, int(args["batch_size"]), AUTO_CHECK_BATCHES)
+    how = f"the last {len(checked_on)} calibration batch(es)"
+    singles = best_singles(choices, float(args["hist_percent"]))
+    winner, chosen, snr = model_check(ctx.program, quantizers, stats, choices, originals,
+                                      choice.weight_algo, float(args["hist_percent"]),
+                                      checked_on, ctx.device, singles)
+    base = winner.split("+")[0]
+    base = auto_calibration.hist_name(float(args["hist_percent"])) if base == "hist" else base
+    rows = []
+    for c in choices:
+        row = c.to_json()
+        row["applied"] = auto_calibration.applied_name(c, chosen[c.tensor], base)
+        rows.append(row)
+    ctx.reports["auto"] = {"tensors": rows, "model_snr_db": snr, "kept": winner,
+                           "checked_on": how}
+    table = ", ".join(f"{k} {v:.1f}" for k, v in sorted(snr.items(), key=lambda t: -t[1]))
+    kept = {"per-tensor": "the per-tensor choice"}.get(winner, winner if "+" in winner else
+                                                        f"{winner} for every tensor")
+    _note(ctx, f"calibrate: auto kept {kept} (output SNR dB on {how}: {table})")
+    return chosen
 
 
 def _reconstruct(ctx, quantizers, dataset, args, batch_size) -> None:
