@@ -402,6 +402,9 @@ class _Loader:
             new = key.value_aliases[v]
             self.note(node, f"{where}: '{v}' is the old name of '{new}'; read as '{new}'")
             v = new
+        if key.refused and v in key.refused:
+            raise self.err(node, f"{where}: '{v}' is accepted by ACT but actc cannot do it: "
+                                 f"{key.refused[v]}")
         if key.choices is None or v in key.choices:
             return v
         raise self.err(node, f"{where}: '{v}' is not one of {', '.join(map(str, key.choices))}"
@@ -519,13 +522,14 @@ class _Loader:
                           "batch_size, input_shapes, target_speedup and deploy_hardware)")
 
     def old_prune_target(self, kn, vn) -> str:
-        algo = "prune"
+        algo, at = "prune", kn
         if isinstance(vn, yaml.MappingNode):
             for k, v in self.pairs(vn, "Prune"):
                 if self.py(k) == "prune_algo":
                     algo = self.check(schema.OLD_PRUNE.keys["prune_algo"], v, "Prune.prune_algo")
-        target = "ASPPrune" if algo == "asp" else "ChannelPrune"
-        self.note(kn, f"'Prune' with prune_algo {algo} is the old form of '{target}'; "
+                    at = k
+        target = schema.OLD_PRUNE_TARGETS[algo]
+        self.note(at, f"'Prune' with prune_algo {algo} is the old form of '{target}'; "
                       f"read as {target}")
         return target
 
@@ -553,13 +557,15 @@ class _Loader:
                 if key not in schema.OLD_PRUNE.keys:
                     raise self.err(k, f"Prune: unknown key '{key}'" + did_you_mean(key, schema.OLD_PRUNE.keys))
                 if key not in keys:
-                    self.warn(k, f"Prune.{key} has no effect with prune_algo asp; ignored")
+                    algo = next(a for a, t in schema.OLD_PRUNE_TARGETS.items() if t == name)
+                    self.warn(k, f"Prune.{key} has no effect with prune_algo {algo}; ignored")
                     continue
             if key in aliases:
                 new = aliases[key]
                 if new in given:
                     raise self.err(k, f"{written}: both '{new}' and its old name '{key}' are set")
-                self.note(k, f"{written}.{key} is the old name of {new}; read as {new}")
+                if keys[new].alias_old:
+                    self.note(k, f"{written}.{key} is the old name of {new}; read as {new}")
                 key = new
             elif key not in keys:
                 if name == "UnstructurePrune" and key in schema.GMP_CONFIG:
@@ -570,14 +576,14 @@ class _Loader:
             elif key in given:
                 raise self.err(k, f"{written}: both '{key}' and its old name are set")
             spec = keys[key]
-            if sec.per_teacher:
+            if sec.per_teacher and key != "merge_feed":  # (merge_feed: one for all)
                 values[key] = self.per_teacher(spec, v, f"{written}.{key}")
             else:
                 values[key] = self.check(spec, v, f"{written}.{key}")
             given.add(key)
             self.cfg.where[(name, key)] = self.pos(k)
-            if spec.ignored:
-                self.warn(k, f"{written}.{key} has no effect: {spec.ignored}")
+            if spec.ignored and values[key] is not None:
+                self.note(k, f"{written}.{key} has no effect: {spec.ignored}", spec.ignored_kind)
         if loose_gmp:
             self.fold_gmp(loose_gmp, values, given, written)
         for n, spec in keys.items():
@@ -636,6 +642,9 @@ class _Loader:
                 builder: dict[str, Any] = {"optimizer": {"type": opt or "SGD"},
                                            "weight_decay": None, "regularizer": None,
                                            "grad_clip": None}
+                clip_args = args.pop("grad_clip_args", None)
+                if isinstance(args.get("grad_clip"), str):  # 2.3: a class name + grad_clip_args
+                    args["grad_clip"] = {"type": args["grad_clip"], **dict(clip_args or {})}
                 for k in ("weight_decay", "regularizer", "grad_clip"):
                     if k in args:
                         builder[k] = args.pop(k)
@@ -693,20 +702,19 @@ class _Loader:
                 if not names or len(names) != len(c["pruned_ratio"]):
                     raise self._err_at("ChannelPrune", "pruned_ratio", "ChannelPrune.pruned_ratio: "
                                        "a list needs one ratio per prune_params_name entry")
-        if "UnstructurePrune" in s:
-            u = s["UnstructurePrune"]
-            if u["prune_strategy"] == "gmp" and not u["gmp_config"]:
-                raise self._err_at("UnstructurePrune", "prune_strategy", "UnstructurePrune."
-                                   "prune_strategy gmp needs gmp_config (pruning_iterations, "
-                                   "tunning_iterations, ...)")
         if "Distillation" in s:
             d = s["Distillation"]
             node = d["node"] or []
             flat = all(isinstance(n, str) for n in node)
-            for i, n in enumerate(node):
-                if isinstance(n, list) and len(n) != 2:
-                    raise self._err_at("Distillation", "node", f"Distillation.node[{i}]: expected "
-                                       "a [teacher, student] pair")
+            for i, n in enumerate(node):  # ACT 2.6: each inner list is one group of nodes
+                if isinstance(n, list) and not n:
+                    raise self._err_at("Distillation", "node", f"Distillation.node[{i}]: an "
+                                       "empty group")
+            groups = len(node) if node and not flat else None
+            for k in ("loss", "alpha"):
+                if groups and isinstance(d[k], list) and len(d[k]) != groups:
+                    raise self._err_at("Distillation", k, f"Distillation.{k}: {len(d[k])} "
+                                       f"values for {groups} node groups (give one per group)")
             if not flat and any(isinstance(n, str) for n in node):
                 raise self._err_at("Distillation", "node", "Distillation.node: mix of names and "
                                    "[teacher, student] pairs")
@@ -716,7 +724,8 @@ class _Loader:
                                    f"it needs an even number of names (got {len(node)})")
         if "MultiTeacherDistillation" in s:
             m = s["MultiTeacherDistillation"]
-            lens = {k: len(v) for k, v in m.items() if k in self.cfg.given["MultiTeacherDistillation"]}
+            lens = {k: len(v) for k, v in m.items() if k in self.cfg.given["MultiTeacherDistillation"]
+                    and k != "merge_feed"}
             if len(set(lens.values())) > 1:
                 raise self._err_at("MultiTeacherDistillation", "", "MultiTeacherDistillation: "
                                    "every key needs one entry per teacher, got "

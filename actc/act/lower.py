@@ -62,6 +62,13 @@ def _typed_mapping(m: dict | None) -> dict | None:
     return {k: (EnumName(v) if k == "type" and isinstance(v, str) else v) for k, v in m.items()}
 
 
+def paddle_op_types(types) -> tuple[list[str], list[str]]:
+    """(types Paddle 3.3.1 registers, the others): ACT's lists carry legacy names (argmax,
+    pad2d, flatten, ...) that no model of today's Paddle holds and a selector refuses."""
+    from actc.dsl.known_ops import KNOWN_OP_TYPES
+    return ([t for t in types if t in KNOWN_OP_TYPES], [t for t in types if t not in KNOWN_OP_TYPES])
+
+
 def op_types_selector(types) -> SelectorText:
     names = ", ".join(show(EnumName(t)) for t in types)
     return SelectorText(f"op.type in {{{names}}}")
@@ -80,6 +87,7 @@ class _Lowerer:
         self.steps: list[Step] = []
         self.notes: list[Note] = []
         self.pending: list[str] = []     # comments for the next step
+        self.tenth = False               # train the next stage at ACT's 10% (after pruning)
 
     def at(self, section: str, key: str | None = None) -> str:
         line, _ = self.cfg.where.get((section, key) if key else (section,),
@@ -89,7 +97,7 @@ class _Lowerer:
     def comment(self, *lines: str) -> None:
         self.pending.extend(lines)
 
-    def step(self, name: str, **args: Any) -> Step:
+    def step(self, name: str, /, **args: Any) -> Step:
         st = Step(name, dict(args), self.pending, self.section_of(name))
         self.pending = []
         self.steps.append(st)
@@ -122,7 +130,17 @@ class _Lowerer:
     def run(self) -> list[Step]:
         s = self.s
         shapes = self.cfg.global_train.get("input_shapes")
-        if shapes:
+        if isinstance(shapes, dict):  # {feed name: shape}, as ACT's AutoCompression takes it
+            for i, (feed, shape) in enumerate(shapes.items()):
+                if not (isinstance(shape, list) and all(isinstance(d, int) and
+                                                        not isinstance(d, bool) for d in shape)):
+                    raise ConfigError(self.cfg.path, *self.cfg.where.get(("Global",), (1, 1)),
+                                      f"Global.input_shapes.{feed}: expected a list of ints "
+                                      "(e.g. [-1, 3, 224, 224])")
+                if i == 0:
+                    self.comment("Global.input_shapes: fix the declared input shapes (by name).")
+                self.step("set_feed_shape", name=str(feed), shape=list(shape))
+        elif shapes:
             if shapes and not isinstance(shapes[0], list):
                 shapes = [shapes]  # one feed written as a flat list
             for i, shape in enumerate(shapes):
@@ -142,12 +160,11 @@ class _Lowerer:
             self.train_step("pruning")
         if quant == "QuantPost":
             if not prunes:
-                for sec in ("Distillation", "MultiTeacherDistillation", "TrainConfig"):
-                    if sec in s:
-                        self.note(sec, "warning", f"{sec} has no effect with QuantPost "
-                                  "(post-training quantization does not train); ignored")
+                self.distill_before_ptq()
             self.ptq()
         elif quant == "QuantAware":
+            if prunes:
+                self.tenth = True  # ACT: the quantization stage after pruning trains 10% as long
             self.qat()
         elif not prunes:
             self.comment("Distillation alone: train the model to follow its teacher.")
@@ -166,18 +183,26 @@ class _Lowerer:
             why = (f"is_full_quantize: true ({self.at(sec, 'is_full_quantize')}) -> every "
                    "quantizable op type (TRANSFORM_PASS_OP_TYPES + QUANT_DEQUANT_PASS_OP_TYPES)")
         else:
-            types = q["quantize_op_types"]
+            types, gone = paddle_op_types(q["quantize_op_types"])
             where = self.at(sec, "quantize_op_types") if self.set_(sec, "quantize_op_types") \
                 else f"{sec} default"
             self.comment(f"quantize_op_types ({where}) -> op.type in {{...}}")
+            self.dropped(gone)
             return op_types_selector(types)
+        types, gone = paddle_op_types(types)
         self.comment(why)
+        self.dropped(gone)
         if self.set_(sec, "quantize_op_types"):
             self.comment("  (it replaces quantize_op_types, as in ACT)")
             self.note(sec, "note", f"{sec}.quantize_op_types is replaced by the "
                       f"{'TensorRT' if q['for_tensorrt'] else 'full'} op-type list",
                       "quantize_op_types")
         return op_types_selector(types)
+
+    def dropped(self, gone: list[str]) -> None:
+        if gone:
+            self.comment(f"  (left out: {', '.join(gone)} -- legacy op types that Paddle 3.3.1 "
+                         "does not have, so no model holds them)")
 
     def skip_step(self, sec: str) -> None:
         q = self.s[sec]
@@ -206,6 +231,8 @@ class _Lowerer:
             weight_quantize_type=EnumName(q["weight_quantize_type"]),
             activation_quantize_type=EnumName(q["activation_quantize_type"]),
             format=EnumName(fmt_))
+        if self.set_(sec, "dtype"):
+            args["dtype"] = EnumName(q["dtype"])
         if qat:
             if q["activation_quantize_type"] == "range_abs_max":
                 args["window_size"] = q["window_size"]
@@ -216,6 +243,27 @@ class _Lowerer:
                          "quantized inputs.")
             self.step("pact", ops=ops)
         self.step("quantize", **args)
+
+    def distill_before_ptq(self) -> None:
+        """ACT runs a Distillation section beside QuantPost as a strategy of its own, before
+        PTQ (compressor._prepare_strategy: single_teacher_dis, then quant_post)."""
+        s = self.s
+        sec = next((x for x in ("Distillation", "MultiTeacherDistillation") if x in s), None)
+        dirs = s[sec]["teacher_model_dir"] if sec else None
+        external = any(dirs if isinstance(dirs, list) else [dirs])
+        if external:
+            self.comment(f"{sec} beside QuantPost: ACT distils first (a strategy of its own), "
+                         "then quantizes the distilled model.")
+            self.distill_steps("the model")
+            self.train_step("distillation")
+            return
+        if sec is not None:
+            self.note(sec, "note", f"{sec} without teacher_model_dir beside QuantPost: ACT would "
+                      "first distil the model from itself, which starts at zero loss and leaves "
+                      "it unchanged; actc skips that and only quantizes")
+        if "TrainConfig" in s:
+            self.note("TrainConfig", "warning", "TrainConfig has no effect with QuantPost "
+                      "(post-training quantization does not train); ignored")
 
     def ptq(self) -> None:
         sec = "QuantPost"
@@ -288,11 +336,7 @@ class _Lowerer:
 
     # -- distillation & training -----------------------------------------------------------------
     @staticmethod
-    def node_pairs(node: list, teacher_dir: str | None, prefix: str) -> tuple[list, str]:
-        if not node:
-            return [], "none given: actc picks the last layer with parameters, as ACT does"
-        if isinstance(node[0], list):
-            return [list(p) for p in node], "[teacher, student] pairs as given"
+    def flat_pairs(node: list, teacher_dir: str | None, prefix: str) -> tuple[list, str]:
         evens_are_teacher = len(node) % 2 == 0 and all(
             n.startswith(prefix) for n in node[0::2])
         if teacher_dir or evens_are_teacher:
@@ -301,6 +345,27 @@ class _Lowerer:
         return [[prefix + n, n] for n in node], \
             f"self-distillation: each student var pairs with its '{prefix}' copy in the teacher"
 
+    @classmethod
+    def node_pairs(cls, node: list, teacher_dir: str | None,
+                   prefix: str) -> tuple[list, str, list | None]:
+        """Pairs, how they were read, and (list of lists) the group of each pair."""
+        if not node:
+            return [], "none given: actc picks the last layer with parameters, as ACT does", None
+        if not isinstance(node[0], list):
+            return (*cls.flat_pairs(node, teacher_dir, prefix), None)
+        # ACT 2.6: a list of lists is a list of node groups, each with its own loss and alpha;
+        # a group is a [teacher, student] pair, a flat teacher/student list or student names.
+        pairs, group_of = [], []
+        for g, inner in enumerate(node):
+            got = [list(inner)] if len(inner) == 2 else \
+                cls.flat_pairs(list(inner), teacher_dir, prefix)[0]
+            pairs += got
+            group_of += [g] * len(got)
+        if len(pairs) == len(node):
+            return pairs, "[teacher, student] pairs as given", None
+        return pairs, (f"{len(node)} node groups (ACT 2.6), each with its own loss and alpha "
+                       "-> pairs"), group_of
+
     def distill_steps(self, what: str) -> None:
         s = self.s
         if "Distillation" in s:
@@ -308,15 +373,13 @@ class _Lowerer:
             self.one_distill("Distillation", d, "teacher_", what, None)
         elif "MultiTeacherDistillation" in s:
             m = s["MultiTeacherDistillation"]
-            n = max((len(v) for k, v in m.items()
-                     if self.set_("MultiTeacherDistillation", k)), default=0)
+            per = [k for k in m if k != "merge_feed" and self.set_("MultiTeacherDistillation", k)]
+            n = max((len(m[k]) for k in per), default=0)
             if n == 0:
                 raise ConfigError(self.cfg.path, *self.cfg.where[("MultiTeacherDistillation",)],
                                   "MultiTeacherDistillation: give each key one entry per teacher")
             for i in range(n):
-                one = {k: (v[i] if self.set_("MultiTeacherDistillation", k) else v)
-                       for k, v in m.items()}
-                one["merge_feed"] = True
+                one = {k: (v[i] if k in per else v) for k, v in m.items()}
                 self.one_distill("MultiTeacherDistillation", one, f"teacher{i + 1}_", what, i + 1)
         else:  # ACT builds no training strategy here (PaddleSlim #1704, #1824)
             self.comment(f"No Distillation section: ACT would not train {what} at all (#1704). "
@@ -330,7 +393,7 @@ class _Lowerer:
             self.step("distill", only_if=EnumName("no_labels"))
 
     def one_distill(self, sec: str, d: dict, prefix: str, what: str, index: int | None) -> None:
-        pairs, how = self.node_pairs(d["node"] or [], d["teacher_model_dir"], prefix)
+        pairs, how, group_of = self.node_pairs(d["node"] or [], d["teacher_model_dir"], prefix)
         teacher = d["teacher_model_dir"]
         who = f"teacher {index}" if index else "the teacher"
         self.comment(f"{sec} ({self.at(sec)}): {who} = "
@@ -345,9 +408,12 @@ class _Lowerer:
             if d["teacher_params_filename"]:
                 args["teacher_params_filename"] = d["teacher_params_filename"]
         args["nodes"] = pairs
-        loss = d["loss"]
+        loss, alpha = d["loss"], d["alpha"]
+        if group_of is not None:  # one loss / alpha per group -> one per pair
+            loss = [loss[g] for g in group_of] if isinstance(loss, list) else loss
+            alpha = [alpha[g] for g in group_of] if isinstance(alpha, list) else alpha
         args["loss"] = [EnumName(x) for x in loss] if isinstance(loss, list) else EnumName(loss)
-        args["alpha"] = d["alpha"]
+        args["alpha"] = alpha
         if not d.get("merge_feed", True):
             args["merge_feed"] = False
         if prefix != "teacher_":
@@ -400,6 +466,29 @@ class _Lowerer:
             args["logging_iter"] = t["logging_iter"]
         return args
 
+    def tenth_of(self, args: dict) -> None:
+        """ACT's TrainConfig for a quantization stage that follows pruning: 10% of the epochs
+        (at least 1) and iterations, 10% of the learning rate (its 'learning_rate', or every
+        PiecewiseDecay value) -- compressor._get_final_train_config. (ACT keeps the epochs of
+        transformer models; actc cannot tell at this point and scales them too.)"""
+        self.tenth = False
+        if "epochs" in args:
+            args["epochs"] = max(int(args["epochs"] * 0.1), 1)
+        if "train_iter" in args:
+            args["train_iter"] = max(int(args["train_iter"] * 0.1), 1)
+        lr = args["learning_rate"]
+        if isinstance(lr, dict):
+            lr = dict(lr)
+            if "learning_rate" in lr:
+                lr["learning_rate"] = lr["learning_rate"] * 0.1
+            elif isinstance(lr.get("values"), list):
+                lr["values"] = [v * 0.1 for v in lr["values"]]
+        else:
+            lr = lr * 0.1
+        args["learning_rate"] = lr
+        self.comment("As ACT: after pruning, quantization-aware training runs 10% of the "
+                     "epochs/iterations at 10% of the learning rate.")
+
     def train_step(self, purpose: str) -> None:
         if "TrainConfig" not in self.s:
             self.comment(f"No TrainConfig: ACT would not train, so {purpose} would do nothing.",
@@ -412,14 +501,16 @@ class _Lowerer:
             return
         t = self.s["TrainConfig"]
         args = self.train_args()
+        if self.tenth:
+            self.tenth_of(args)
         if "batch_size" in args:
             self.comment("batch_size from Global.batch_size (the batch size of ACT's example "
                          "script's dataloader).")
         for k in ("origin_metric", "target_metric"):
             if t[k] is not None:
                 args[k] = t[k]
-        if t["amp_config"] is not None:
-            args["amp"] = t["amp_config"]
+        if t["amp_config"] is not None:  # noted at load: actc trains in float32
+            self.comment("amp_config: actc trains in float32 (see the note).")
         if t["sparse_model"]:
             args["sparse_model"] = True
         length = (f"{t['epochs']} epochs" if t["epochs"] else
@@ -468,7 +559,7 @@ class _Lowerer:
             ops = SelectorText("op.is_conv1x1")
             which = "prune_params_type conv1x1_only -> op.is_conv1x1"
         else:
-            norms = ", ".join(optypes.NORM_OP_TYPES)
+            norms = ", ".join(paddle_op_types(optypes.NORM_OP_TYPES)[0])
             ops = SelectorText(f"op.has_weight and not (op.type in {{{norms}}})")
             which = "prune_params_type null -> every weight except normalisation layers'"
         args: dict[str, Any] = {"ops": ops, "mode": EnumName(u["prune_mode"])}
@@ -482,7 +573,12 @@ class _Lowerer:
             what = f"weights with |w| < {u['threshold']} zero"
         if u["prune_strategy"] == "gmp":
             args["strategy"] = EnumName("gmp")
-            args["gmp"] = dict(u["gmp_config"])
+            args["gmp"] = dict(u["gmp_config"] or {})
+            if not u["gmp_config"]:
+                self.note("UnstructurePrune", "note", "UnstructurePrune.prune_strategy gmp "
+                          "without gmp_config: ACT's schedule from the training length "
+                          "(pruning = tuning = 45% of the iterations, initial ratio 0.15)",
+                          "prune_strategy")
             what += ", reached gradually on the GMP schedule"
         self.comment(f"UnstructurePrune ({self.at('UnstructurePrune')}): make {what};", which + ".")
         self.step("sparsify", **args)

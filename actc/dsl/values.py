@@ -145,8 +145,17 @@ def show(value, _depth: int = 0) -> str:
     if isinstance(value, (set, frozenset)):
         return "{" + ", ".join(sorted(show(v, _depth + 1) for v in value)) + "}"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {show(v, _depth + 1)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_key_source(k)}: {show(v, _depth + 1)}"
+                               for k, v in value.items()) + "}"
     return str(value)
+
+
+def _key_source(key) -> str:
+    """A mapping key as recipe source: a plain name bare, anything else (a var name with dots,
+    a reserved word) quoted."""
+    key = str(key)
+    return key if key.isidentifier() and key not in RESERVED else json.dumps(key,
+                                                                          ensure_ascii=False)
 
 
 class ValueTooDeep(ValueError):
