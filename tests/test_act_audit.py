@@ -109,3 +109,25 @@ def test_every_enumeration_value_is_audited():
                 assert (section, key, json.dumps(v)) in values, f"{section}.{key}: {v}"
     prune_algos = {a.value for a in AUDIT if (a.section, a.key) == ("Prune", "prune_algo")}
     assert prune_algos == set(schema.OLD_PRUNE_ALGOS)
+
+
+def test_noted_training_keys_compile_the_example(tmp_path, capsys):
+    """amp_config, recompute_config, sharding_config and use_fleet are noted at their lines and
+    the config still compiles the example to an int8 model."""
+    pytest.importorskip("paddle")
+    from actc.cli.main import main
+
+    config = tmp_path / "amp.yaml"
+    config.write_text("QuantAware:\n  onnx_format: true\nDistillation:\n  loss: l2\n"
+                      "TrainConfig:\n  train_iter: 20\n  eval_iter: 20\n  learning_rate: 0.0001\n"
+                      "  amp_config: {use_pure_fp16: false, custom_white_list: [conv2d]}\n"
+                      "  recompute_config: {checkpoints: []}\n"
+                      "  sharding_config: {sharding_degree: 1}\n  use_fleet: false\n")
+    code = main(["compile", "example", "--config", str(config), "-o", str(tmp_path / "o")])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    for line, key in ((9, "amp_config"), (10, "recompute_config"), (11, "sharding_config"),
+                      (12, "use_fleet")):
+        assert f"amp.yaml:{line}:3: note: TrainConfig.{key} has no effect" in cap.err, cap.err
+    acc = float(re.search(r"compressed (\d+\.\d+)%", cap.out).group(1))
+    assert acc >= 97.0 and "weights stored as int8" in cap.err + cap.out
