@@ -63,7 +63,7 @@ def test_hand_written_recipes_exist():
         text = (CONFIGS / f"{n}.actc").read_text()
         assert "recipe main(" in text and text.lstrip().startswith("#")
     ptq = (CONFIGS / "ptq.actc").read_text()
-    assert "weight_bits: int = 8" in ptq and "algo: enum = hist" in ptq
+    assert "weight_bits: int = 8" in ptq and "algo: enum = auto" in ptq  # (issue 12 default)
     assert "op.type in {conv2d, depthwise_conv2d, mul, matmul_v2}" in ptq and "format: onnx" in ptq
 
 
