@@ -206,3 +206,45 @@ def test_split_and_concat_groups_on_a_model_paddle_exports(tmp_path):
     (want,) = Runner(masked).run({"x": x})
     (got,) = Runner(ctx.program).run({"x": x})
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_named_weight_matching_nothing_is_an_error(example_dir):
+    """ACT prune_params_name lowers to op.input in [...]: every name must be a weight the step
+    prunes, even when other names match (ACT ignores the rest silently)."""
+    program, files = load_model(example_dir)
+    with pytest.raises(ActcError, match=r"prune_channels: 'conv2d_0.w_1' .* is not in the "
+                                        r"model \(did you mean 'conv2d_0.w_0'\?\)"):
+        prune(program, files, 'recipe m() { prune_channels(ops: op.input in ["conv2d_0.w_0", '
+                              '"conv2d_0.w_1"], ratio: 0.5) }')
+    program, files = load_model(example_dir)
+    with pytest.raises(ActcError, match=r"asp_prune: 'linear_0.w_1' .* \(did you mean "
+                                        r"'linear_0.w_0'\?\)"):
+        prune(program, files, 'recipe m() { asp_prune(ops: op.input in ["conv2d_3.w_0", '
+                              '"linear_0.w_1"]) }')
+    program, files = load_model(example_dir)
+    with pytest.raises(ActcError,
+                       match="'batch_norm2d_0.w_0' .* is a weight, but not one this step"):
+        prune(program, files, 'recipe m() { sparsify(ops: op.input in ["conv2d_3.w_0", '
+                              '"batch_norm2d_0.w_0"], ratio: 0.5) }')
+    # a group that cannot be pruned, named by the user, is an error (not a skipped note)
+    program, files = load_model(example_dir)
+    with pytest.raises(ActcError, match="cannot prune 'linear_1.w_0': reaches the model output"):
+        prune(program, files, 'recipe m() { prune_channels(ops: op.input in ["linear_0.w_0", '
+                              '"linear_1.w_0"], ratio: 0.5) }')
+    # names that are all prunable (a depthwise conv's weight goes with its group) still work
+    program, files = load_model(example_dir)
+    ctx = prune(program, files, 'recipe m() { prune_channels(ops: op.input in ["conv2d_0.w_0", '
+                                '"conv2d_1.w_0"], ratio: 0.5) }')
+    assert any("16 -> 8 channels" in n for n in ctx.notes)
+
+
+def test_act_prune_params_name_typo_is_an_error(tmp_path, capsys):
+    pytest.importorskip("paddle")
+    from actc.cli.main import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ChannelPrune:\n  pruned_ratio: 0.5\n  prune_params_name: [conv2d_0.w_0, "
+                   "conv2d_3.w_O]\n  criterion: l1_norm\n")
+    code = main(["compile", "example", "--config", str(cfg), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "'conv2d_3.w_O'" in err and "did you mean 'conv2d_3.w_0'" in err, err

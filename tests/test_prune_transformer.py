@@ -112,3 +112,54 @@ def test_bundled_transformer_prune_config_and_recipe(tmp_path, capsys, how):
     assert code == 0, cap.err
     assert "4 -> 3 heads" in cap.err
     assert float(re.search(r"compressed (\d+\.\d+)%", cap.out).group(1)) >= 98.0  # 99.25/99.50
+
+
+def _pruned_accuracy(tmp_path, recipe: str, data: str | None) -> tuple[float, list[str]]:
+    from actc.data import open_dataset
+    from actc.runtime.evaluate import evaluate
+
+    program, files = load_model(FIXTURE)
+    c = compile_source(recipe, "<t>", program=program)
+    ctx = PipelineContext(program=program, source=files, data=data, original=program.clone())
+    run_pipeline(c, ctx)
+    result = evaluate(ctx.program, open_dataset(str(FIXTURE / "test.npz"), ctx.program))
+    return result.accuracy * 100, ctx.notes
+
+
+def test_loss_ranking_beats_magnitude_before_fine_tuning(tmp_path):
+    """Heads and FFN neurons ranked by the distillation loss their removal causes (forward
+    only, no labels): at 0.5 the pruned encoder, not fine-tuned, scores at least what the
+    magnitude ranking gives (measured 96.75% vs 90.50%), and the ranking is reported."""
+    pytest.importorskip("paddle")
+    with np.load(FIXTURE / "train.npz") as z:
+        np.savez(tmp_path / "tokens.npz", tokens=z["tokens"])  # no labels
+    mag, _ = _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.5, "
+                              "criterion: magnitude) }", str(tmp_path / "tokens.npz"))
+    loss, notes = _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.5) }",
+                                   str(tmp_path / "tokens.npz"))
+    assert loss >= mag and loss >= 95.0, (loss, mag)
+    text = "\n".join(notes)
+    assert text.count("head ranking at") == 2 and "soft-label KL" in text
+    ranking = re.search(r"head ranking at softmax_0\.tmp_0 .*? removed alone\): (.*)",
+                        text).group(1)
+    assert len(re.findall(r"\d [+-]\d", ranking)) == 4  # every head with its loss increase
+    assert "dropped 0, 3; by distillation loss" in text
+    assert "linear_4.w_0: 64 -> 32 channels (distillation loss" in text
+
+
+def test_task_loss_criterion_and_its_errors(tmp_path):
+    pytest.importorskip("paddle")
+    acc, notes = _pruned_accuracy(
+        tmp_path, "recipe m() { prune_transformer(ratio: 0.25, criterion: task_loss) }",
+        str(FIXTURE / "train.npz"))
+    assert any("task loss (cross-entropy) increase when removed alone" in n for n in notes)
+    with np.load(FIXTURE / "train.npz") as z:
+        np.savez(tmp_path / "tokens.npz", tokens=z["tokens"])
+    with pytest.raises(ActcError, match="task_loss needs labels"):
+        _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.25, "
+                         "criterion: task_loss) }", str(tmp_path / "tokens.npz"))
+    with pytest.raises(ActcError, match="distill_loss needs data"):
+        _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.25, "
+                         "criterion: distill_loss) }", None)
+    _, notes = _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.25) }", None)
+    assert any("ranked by weight magnitude" in n for n in notes)

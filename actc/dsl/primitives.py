@@ -599,6 +599,53 @@ def training_labels(ev) -> "bool":
         next(iter(data.batches(1, 1))).label is not None
 
 
+@primitive
+def named_weights(ev, ops: "selector") -> "list":
+    """The names a selector spells out in ``op.input in [...]`` / ``op.input == "..."``
+    (ACT prune_params_name), in order."""
+    from actc.dsl import ast as A
+    from actc.dsl.selectors import _walk
+
+    names = []
+    for e in _walk(ops.expr):
+        if isinstance(e, A.Compare) and e.op in ("in", "==") and isinstance(e.left, A.Attr) \
+                and e.left.name in ("input", "inputs") and isinstance(e.left.obj, A.Name) \
+                and e.left.obj.id == "op":
+            value = ev.eval(e.right, dict(ops.env))
+            for n in ([value] if isinstance(value, str) else
+                      value if isinstance(value, (list, tuple, set, frozenset)) else []):
+                if isinstance(n, str) and n not in names:
+                    names.append(n)
+    return names
+
+
+@primitive
+def check_named_weights(ev, step: "str", ops: "selector", targets: "list") -> "list":
+    """Fails naming the first weight the selector spells out that is none of ``targets``
+    (the weights the step found), with a did-you-mean among the model's weights; returns
+    the names it checked."""
+    from actc.errors import ActcError, did_you_mean
+
+    program = _program(ev)
+    found = set(targets)
+    names = named_weights(ev, ops)
+    for n in names:
+        if n in found:
+            continue
+        weights = [v for v in program.params if program.is_weight(v)]
+        if n in program.params:
+            why = "is a weight, but not one this step can prune"
+        elif program.var(n) is not None:
+            why = "is not a weight"
+        else:
+            why = "is not in the model"
+        raise ActcError(f"{step}: '{n}' (prune_params_name / op.input in [...]) {why}"
+                        f"{did_you_mean(n, weights)}; the step found: "
+                        f"{', '.join(sorted(found)[:8]) or 'nothing'}"
+                        f"{' ...' if len(found) > 8 else ''}")
+    return names
+
+
 # ------------------------------------------------------------------ channel pruning
 @primitive
 def channel_prune_plan(ev, ops: "selector", ratio: "any", criterion: "str", round_to: "int",
@@ -616,7 +663,17 @@ def channel_prune_plan(ev, ops: "selector", ratio: "any", criterion: "str", roun
         if made is not None and not op.has_attr("actc_teacher") and ev.test(ops, op):
             selected.add(made[0])
     r = dict(ratio) if isinstance(ratio, dict) else ratio
-    return plan(program, selected, r, str(criterion), int(round_to), bool(master_only))
+    # a weight the user names (ACT prune_params_name) must be one the step prunes
+    named = named_weights(ev, ops)
+    found = set(selected)
+    if named:  # a depthwise conv's or second branch's weight goes with its group's root
+        from actc.prune.groups import channel_groups
+        for g in channel_groups(program):
+            if g.root_param in selected:
+                found.update(m.name for m in g.params("out") + g.params("dw"))
+    insist = check_named_weights(ev, "prune_channels", ops, sorted(found))
+    return plan(program, selected, r, str(criterion), int(round_to), bool(master_only),
+                insist=set(insist))
 
 
 @primitive
@@ -636,24 +693,75 @@ def model_size(ev) -> "str":
     return f"{param_bytes(program)} bytes of weights, {flops(program) / 1e6:.3f} MFLOPs"
 
 
+def _pass_data(ev):
+    """The data a pass may read: --data, else calib.npz beside the model (None if neither)."""
+    from pathlib import Path
+
+    ctx = ev.ctx
+    source = getattr(ctx, "data", None)
+    if source is None and getattr(ctx, "source", None) is not None:
+        candidate = Path(ctx.source.directory) / "calib.npz"
+        source = str(candidate) if candidate.is_file() else None
+    return source
+
+
 @primitive
-def transformer_prune_plan(ev, ratio: "float") -> "mapping":
-    """Attention heads (ranked by weight magnitude) and feed-forward neurons (channel groups
-    of the linear layers, l1_norm) removed at ``ratio``: the same edit plan as
-    channel_prune_plan."""
+def transformer_prune_plan(ev, ratio: "float", criterion: "str" = "magnitude",
+                           batches: "int" = 4) -> "mapping":
+    """Attention heads and feed-forward neurons (channel groups of the linear layers) removed
+    at ``ratio``, ranked by ``criterion``: magnitude (weight L1, no data); distill_loss / task_loss
+    (forward only: the increase of the distillation loss to the unpruned output, or of the
+    task's cross-entropy on the labels, when each head / neuron alone is removed, measured on
+    ``batches`` batches of 32); auto (distill_loss when there is data, else magnitude). The
+    same edit plan as channel_prune_plan."""
+    from actc.data import open_dataset
     from actc.errors import ActcError
     from actc.prune.channels import plan
     from actc.prune.groups import channel_groups
-    from actc.prune.heads import head_plan
+    from actc.prune.heads import AblationLoss, find_attention, head_plan, head_units, \
+        neuron_units
 
     program = _program(ev)
-    heads = head_plan(program, float(ratio))
-    if heads["blocks"] == 0:
+    criterion, r = str(criterion), float(ratio)
+    blocks = find_attention(program)
+    if not blocks:
         raise ActcError("prune_transformer: no multi-head attention found (softmax between "
                         "two matmul_v2 of projected, reshaped and transposed inputs)")
-    ffn = {g.root_param for g in channel_groups(program)
-           if not g.problem and g.root_op.type in ("matmul_v2", "mul", "matmul")}
-    edits = plan(program, ffn, float(ratio), "l1_norm", 1, False) if ffn else \
+    ffn_groups = [g for g in channel_groups(program)
+                  if not g.problem and g.root_op.type in ("matmul_v2", "mul", "matmul")]
+    ffn = {g.root_param for g in ffn_groups}
+    source = _pass_data(ev) if criterion != "magnitude" else None
+    notes = []
+    if criterion in ("distill_loss", "task_loss") and source is None:
+        raise ActcError(f"prune_transformer: criterion {criterion} needs data: pass --data "
+                        "FILE.npz (or use criterion: magnitude)")
+    if criterion == "auto" and source is None:
+        notes.append("no data (--data): heads and neurons ranked by weight magnitude")
+    head_scores = ffn_scores = None
+    how, ffn_how = "weight magnitude", None
+    if source is not None:
+        data = open_dataset(source, program)
+        if criterion == "task_loss" and not data.has_labels:
+            raise ActcError("prune_transformer: criterion task_loss needs labels in the data "
+                            "(a 'label' array); criterion distill_loss needs none")
+        loss = AblationLoss(program, data, 32, int(batches), getattr(ev.ctx, "device", None),
+                            task=criterion == "task_loss")
+        if criterion == "task_loss" and not loss.labels:
+            raise ActcError("prune_transformer: criterion task_loss: the first output is not "
+                            "[batch, classes] logits matching the labels")
+        head_scores = [np.array([loss.increase(u) for u in head_units(a)]) for a in blocks]
+        ffn_scores = {g.root_param: np.array([loss.increase(u) for u in neuron_units(g)])
+                      for g in ffn_groups}
+        how = ffn_how = f"{loss.kind} on {loss.samples} samples"
+        for a, s in zip(blocks, head_scores):
+            ranked = np.argsort(-s, kind="stable")
+            notes.append(f"head ranking at {a.softmax.output('Out')[0]} ({loss.kind} increase "
+                         "when removed alone): " +
+                         ", ".join(f"{int(h)} {s[h]:+.4g}" for h in ranked))
+    heads = head_plan(program, r, head_scores, how)
+    edits = plan(program, ffn, r, "l1_norm", 1, False, ffn_scores, ffn_how) if ffn else \
         {"params": [], "vars": [], "attrs": [], "report": ["no feed-forward block to prune"],
          "masked": []}
-    return {k: heads[k] + edits[k] for k in ("params", "vars", "attrs", "report", "masked")}
+    out = {k: heads[k] + edits[k] for k in ("params", "vars", "attrs", "report", "masked")}
+    out["report"] = notes + out["report"]
+    return out

@@ -79,11 +79,16 @@ def param_bytes(program: Program) -> int:
 
 
 def plan(program: Program, selected: set[str], ratio, criterion: str, round_to: int,
-         master_only: bool) -> dict:
+         master_only: bool, scores: dict | None = None, how: str | None = None,
+         insist: set[str] = frozenset()) -> dict:
     """The edits for every selected group: {"params": [[name, axis, removed]], "vars":
     [[name, shape]], "attrs": [[op, name, value]], "report": [lines], "masked": [[name, axis,
     removed]]} where "masked" lists the consumers' input slices whose zeroing in the unpruned
-    model computes exactly what the pruned model computes (the equivalence tests use it)."""
+    model computes exactly what the pruned model computes (the equivalence tests use it).
+    ``scores`` ({root weight: one score per channel}) replace the criterion for those groups
+    (``how`` names them in the report). A group that cannot be pruned is an error when its
+    weight is in ``insist`` (named by the user) or in a {weight: ratio} mapping, else
+    reported as skipped."""
     if criterion not in CRITERIA:
         raise ActcError(f"prune_channels: unknown criterion '{criterion}'"
                         f"{did_you_mean(criterion, CRITERIA)}")
@@ -109,7 +114,7 @@ def plan(program: Program, selected: set[str], ratio, criterion: str, round_to: 
         if r is None:
             continue
         if g.problem:
-            if isinstance(ratio, dict):
+            if isinstance(ratio, dict) or any(m.name in insist for m in g.params("out")):
                 raise ActcError(f"prune_channels: cannot prune '{g.root_param}': {g.problem}")
             report.append(f"skipped {g.describe()}")
             continue
@@ -117,7 +122,9 @@ def plan(program: Program, selected: set[str], ratio, criterion: str, round_to: 
         if n == 0:
             report.append(f"{g.root_param}: nothing to remove at ratio {r}")
             continue
-        score = importance(program, g, criterion, master_only)
+        external = scores is not None and g.root_param in scores
+        score = np.asarray(scores[g.root_param]) if external else \
+            importance(program, g, criterion, master_only)
         gone = np.sort(np.argsort(score, kind="stable")[:n])
         for m in g.members:
             idx = [int(i) for i in m.map[gone].ravel() if i >= 0]
@@ -131,7 +138,8 @@ def plan(program: Program, selected: set[str], ratio, criterion: str, round_to: 
                 edits_attrs.append((op, attr, kind, where[0], where[1]))
         touched += 1
         report.append(f"{', '.join(m.name for m in g.params('out') + g.params('dw'))}: "
-                      f"{g.size} -> {g.size - n} channels ({criterion})")
+                      f"{g.size} -> {g.size - n} channels "
+                      f"({how if external and how else criterion})")
     if touched == 0 and not report:
         raise ActcError("prune_channels: the selected ops create no prunable channels")
     params, shapes, attrs = [], [], []

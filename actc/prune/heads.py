@@ -171,3 +171,89 @@ def head_plan(program: Program, ratio: float, scores: list | None = None,
                       f"(dropped {', '.join(str(int(h)) for h in gone)}; by {how})")
     return {"params": params, "vars": shapes, "attrs": attrs, "report": report,
             "masked": masked, "blocks": len(blocks)}
+
+
+# ------------------------------------------------------------------ data-driven importance
+def head_units(a: Attention) -> list[list]:
+    """Per head, the slices whose zeroing removes it from the model: its rows of the output
+    projection (exactly what the pruned model computes, see head_plan's "masked")."""
+    d = a.head_dim
+    return [[[a.out_weight, 0, list(range(h * d, h * d + d))]] for h in range(a.heads)]
+
+
+def neuron_units(g) -> list[list]:
+    """Per channel of a feed-forward group, the consumers' input slices that carry it."""
+    ins = [m for m in g.params("in")]
+    return [[[m.name, m.axis, [int(i) for i in m.map[c] if i >= 0]] for m in ins]
+            for c in range(g.size)]
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+class AblationLoss:
+    """Forward-only importance: the loss increase when one unit (a head, a neuron) is zeroed.
+
+    ``task=True``: the task's cross-entropy on the labels of the first output (ACT ranks heads
+    by the task loss's sensitivity to a head mask, through its gradient; this measures the
+    sensitivity itself). Otherwise the distillation loss against the unpruned model's output:
+    soft-label KL(teacher || student) when the output is [batch, classes], else the mean
+    squared error (ACT's l2), so no labels are needed. Each trial zeroes slices of weights in the scope of one Paddle program
+    (no graph change, no backward), which computes exactly what the pruned model computes."""
+
+    def __init__(self, program: Program, dataset, batch_size: int, batch_nums: int,
+                 device: str | None = None, task: bool = False):
+        from actc.runtime.executor import Runner
+
+        self.program = program
+        self.runner = Runner(program, device)
+        self.output = program.fetch_names()[0]
+        self.batches = list(dataset.batches(batch_size, batch_nums))
+        if not self.batches:
+            raise ActcError("prune_transformer: criterion loss: the data holds no batch")
+        self.samples = sum(len(b) for b in self.batches)
+        self.reference = [self._forward(b) for b in self.batches]
+        first = self.reference[0]
+        self.labels = task and all(b.label is not None for b in self.batches) and first.ndim == 2 and \
+            all(b.label.reshape(-1).shape[0] == r.shape[0] and
+                0 <= int(b.label.min()) and int(b.label.max()) < r.shape[1]
+                for b, r in zip(self.batches, self.reference))
+        self.soft = not self.labels and first.ndim == 2
+        self.kind = "task loss (cross-entropy)" if self.labels else \
+            "distillation loss (soft-label KL to the unpruned output)" if self.soft else \
+            "distillation loss (l2 to the unpruned output)"
+        self.base = self.loss()
+
+    def _forward(self, batch) -> np.ndarray:
+        (out,) = self.runner.run(batch.feed, [self.output])
+        return np.asarray(out, dtype=np.float64)
+
+    def loss(self) -> float:
+        total = 0.0
+        for b, ref in zip(self.batches, self.reference):
+            out = self._forward(b)
+            if self.labels:
+                lab = b.label.reshape(-1).astype(np.int64)
+                total += float(-_log_softmax(out)[np.arange(len(lab)), lab].sum())
+            elif self.soft:
+                t = _log_softmax(ref)
+                total += float((np.exp(t) * (t - _log_softmax(out))).sum())
+            else:
+                total += float(((out - ref) ** 2).mean()) * len(b)
+        return total / self.samples
+
+    def increase(self, unit: list) -> float:
+        """Loss with the unit's slices zeroed, minus the unpruned loss."""
+        saved = {name: np.asarray(self.program.params[name].array) for name, _, _ in unit}
+        arrays = {n: a.copy() for n, a in saved.items()}
+        for name, axis, idx in unit:
+            np.moveaxis(arrays[name], axis, 0)[idx] = 0
+        for n, a in arrays.items():
+            self.runner.set_param(n, a)
+        try:
+            return self.loss() - self.base
+        finally:
+            for n, a in saved.items():
+                self.runner.set_param(n, a)
