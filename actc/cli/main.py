@@ -16,7 +16,7 @@ from actc import __version__
 from actc.errors import ActcError
 
 # Subcommand modules, in the order ``actc --help`` lists them.
-COMMANDS = ["dump", "compile", "check", "passes", "lower", "eval", "sensitivity", "bench"]
+COMMANDS = ["dump", "compile", "check", "passes", "lower", "eval", "sensitivity", "bench", "export"]
 
 
 def _load_commands() -> dict[str, object]:

@@ -1,0 +1,42 @@
+"""``actc export MODEL -o model.onnx``: the program as ONNX (opset 17), with no Paddle."""
+from __future__ import annotations
+
+from actc.cli.common import add_model_args, load_from_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help="write the model as ONNX (fp32, int8 QDQ, pruned)",
+                       description="Convert the program and its weights to ONNX (opset 17) "
+                                   "with the onnx package, no Paddle needed. Quantized "
+                                   "programs become QuantizeLinear/DequantizeLinear with int8 "
+                                   "per-channel weights and uint8 activations (zero point "
+                                   "128), batch_norm folded into the convs: the form "
+                                   "onnxruntime's CPU kernels run fastest. The model passes "
+                                   "onnx.checker and is written atomically.")
+    add_model_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx",
+                   help="the ONNX file to write")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="output format")
+    p.add_argument("--activations", default="uint8", choices=["uint8", "int8"],
+                   help="quantized activation type: uint8 with zero point 128 (default, "
+                        "fastest in onnxruntime) or int8 with zero point 0 (Paddle's grid "
+                        "unshifted); the values are the same")
+
+
+def run(args) -> int:
+    from actc.cli.common import model_path
+    from actc.export.onnx import check_output_file, export_model
+    from actc.export.onnx.writer import import_onnx
+    from actc.io.locate import locate_model
+
+    files = locate_model(model_path(args.model), args.params,
+                         model_filename=args.model_filename,
+                         params_filename=args.params_filename)
+    out = check_output_file(args.output, [files.program, files.params])
+    import_onnx()  # before reading weights: a missing package is said first
+    program, files = load_from_args(args)
+    summary = export_model(program, out, activations=args.activations,
+                           model_path=files.program)
+    print(f"wrote {out} ({summary.size_bytes / 1024:.1f} KiB): {summary.describe()}")
+    return 0
+

@@ -1,0 +1,1 @@
+"""Export actc's IR to other deployment formats (ONNX: ``actc.export.onnx``)."""
