@@ -68,7 +68,7 @@ def masked_copy(program, edits):
 
 @pytest.mark.parametrize("model, prunable", [
     ("resnet18", 12), ("mobilenet_v2", 25), ("mobilenet_v3_small", 27), ("densenet121", 120),
-    ("shufflenet_v2_x0_25", 18),
+    ("shufflenet_v2_x0_25", 21),
 ])
 def test_pruned_equals_masked_on_corpus_models(corpus, model, prunable):
     from actc.dsl.evaluate import Evaluator
@@ -248,3 +248,65 @@ def test_act_prune_params_name_typo_is_an_error(tmp_path, capsys):
     code = main(["compile", "example", "--config", str(cfg), "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "'conv2d_3.w_O'" in err and "did you mean 'conv2d_3.w_0'" in err, err
+
+
+def test_channel_shuffle_groups_are_pruned(corpus, tmp_path):
+    """ShuffleNetV2's channel shuffle (reshape2 [N, 2, C/2, H, W], transpose2, reshape2
+    back): channel j of both shuffled halves goes together, so every branch conv of a stage
+    joins one group. Pruned at 0.5 it equals the masked model in Paddle and in Paddle
+    Inference, and only the model output is left unprunable (was 20 of 38 groups)."""
+    from actc.dsl.evaluate import Evaluator
+    from actc.dsl.parser import parse_expr
+    from actc.dsl.primitives import channel_prune_plan
+    from actc.dsl.values import Selector
+    from actc.io.model import save_model
+    from actc.runtime.executor import Runner
+    from actc.runtime.paddle_env import import_paddle
+
+    program, files = load_model(corpus["shufflenet_v2_x0_25"])
+    groups = channel_groups(program)
+    assert [g.root_param for g in groups if g.problem] == ["linear_0.w_0"]
+    shuffled = [g for g in groups if any(m.name.startswith("reshape2_") for m in g.members)]
+    assert len(shuffled) == 3  # one per stage
+    stage1 = next(g for g in shuffled if g.root_param == "conv2d_2.w_0")
+    assert [m.name for m in stage1.params("out")][:5] == [
+        "conv2d_2.w_0", "conv2d_5.w_0", "conv2d_8.w_0", "conv2d_11.w_0", "conv2d_14.w_0"]
+    names = [g.root_param for g in shuffled]
+    src = (f"recipe m() {{ prune_channels(ops: op.input in {json_list(names)}, "
+           "ratio: 0.5) }")
+    sel = Selector(parse_expr(f"op.input in {json_list(names)}"), {}, "", "")
+    edits = channel_prune_plan(Evaluator(program), sel, 0.5, "l1_norm", 1, False)
+    masked = masked_copy(program, edits)
+    ctx = prune(program, files, src)
+    p = ctx.program
+    # stage 1: 12 -> 7 root channels (the 6th would over-prune a conv the shuffle ties in)
+    assert any(n.startswith("prune_channels: conv2d_2.w_0, conv2d_5.w_0") and
+               "12 -> 7 channels (5 of the 6 asked" in n for n in ctx.notes)
+    width = p.var("concat_0.tmp_0").shape[1]
+    assert width == 14  # both halves lose the same channels j
+    r1 = next(op for op in p.ops("reshape2") if op.output("Out")[0] == "reshape2_0.tmp_0")
+    assert list(r1.attr("shape")) == [-1, 2, 7, 28, 28]
+    assert np.asarray(p.params["conv2d_42.w_0"].array).shape[0] == 24  # stage 3: 48 -> 24
+    x = np.random.RandomState(0).rand(2, 3, 224, 224).astype(np.float32)
+    (want,) = Runner(masked).run({"x": x} if "x" in program.feed_names() else
+                                 {program.feed_names()[0]: x})
+    feed = {p.feed_names()[0]: x}
+    (got,) = Runner(p).run(feed)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max()))
+    out = tmp_path / "pruned"
+    save_model(p, out)
+    paddle = import_paddle()
+    config = paddle.inference.Config(str(out / "model.pdmodel"), str(out / "model.pdiparams"))
+    config.disable_glog_info()
+    predictor = paddle.inference.create_predictor(config)
+    h = predictor.get_input_handle(p.feed_names()[0])
+    h.reshape(x.shape)
+    h.copy_from_cpu(x)
+    predictor.run()
+    inferred = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    np.testing.assert_allclose(inferred, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max()))
+
+
+def json_list(names):
+    import json
+    return json.dumps(list(names))

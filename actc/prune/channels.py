@@ -47,6 +47,41 @@ def prune_count(size: int, ratio: float, round_to: int) -> int:
     return size - keep
 
 
+def _member_size(program: Program, m: Member) -> int:
+    if m.kind == "param":
+        return int(np.asarray(program.params[m.name].array).shape[m.axis])
+    shape = program.var(m.name).shape
+    return int(shape[m.axis]) if shape is not None and shape[m.axis] > 0 else 0
+
+
+def _choose(program: Program, g: Group, order: np.ndarray, n: int, ratio: float) -> np.ndarray:
+    """The n lowest-ranked root channels, except that no member may lose all its channels,
+    and where root channels own unequal shares of a member (a channel shuffle joins branches)
+    none may lose more than the ratio of its channels: then the next-ranked ones are tried."""
+    limits = []
+    for k, m in enumerate(g.members):
+        size = _member_size(program, m)
+        if size <= 0:
+            continue
+        widths = (m.map >= 0).sum(axis=1)
+        cap = size - 1 if widths.min() == widths.max() else \
+            min(size - 1, int(np.ceil(ratio * size)))
+        limits.append((k, cap))
+    if all(cap >= n * int((g.members[k].map >= 0).sum(axis=1).max()) for k, cap in limits):
+        return np.sort(order[:n])  # nothing can bind
+    lost = {k: set() for k, _ in limits}
+    chosen = []
+    for r in order:
+        if len(chosen) == n:
+            break
+        adds = {k: {int(i) for i in g.members[k].map[r] if i >= 0} for k, _ in limits}
+        if all(len(lost[k] | adds[k]) <= cap for k, cap in limits):
+            for k, _ in limits:
+                lost[k] |= adds[k]
+            chosen.append(int(r))
+    return np.sort(np.array(chosen, dtype=np.int64))
+
+
 def _ratio_for(g: Group, ratio) -> float | None:
     if isinstance(ratio, dict):
         for m in g.params("out"):
@@ -125,7 +160,7 @@ def plan(program: Program, selected: set[str], ratio, criterion: str, round_to: 
         external = scores is not None and g.root_param in scores
         score = np.asarray(scores[g.root_param]) if external else \
             importance(program, g, criterion, master_only)
-        gone = np.sort(np.argsort(score, kind="stable")[:n])
+        gone = _choose(program, g, np.argsort(score, kind="stable"), n, r)
         for m in g.members:
             idx = [int(i) for i in m.map[gone].ravel() if i >= 0]
             removal.setdefault((m.kind, m.name, m.axis), set()).update(idx)
@@ -137,8 +172,11 @@ def plan(program: Program, selected: set[str], ratio, criterion: str, round_to: 
             else:
                 edits_attrs.append((op, attr, kind, where[0], where[1]))
         touched += 1
+        short = f" ({len(gone)} of the {n} asked: more would empty or over-prune a layer " \
+            "the channel shuffle ties to them)" if len(gone) < n else ""
+        n = len(gone)
         report.append(f"{', '.join(m.name for m in g.params('out') + g.params('dw'))}: "
-                      f"{g.size} -> {g.size - n} channels "
+                      f"{g.size} -> {g.size - n} channels{short} "
                       f"({how if external and how else criterion})")
     if touched == 0 and not report:
         raise ActcError("prune_channels: the selected ops create no prunable channels")

@@ -80,18 +80,37 @@ class _Walk:
             self.g.problem = f"{where}: {why}" if where else why
 
     def space(self, var: str, axis: int, m: np.ndarray, via: Op | None) -> None:
+        """Record that root channel r lives at indices m[r] of var's axis. Reached again
+        (another path, e.g. a channel shuffle pairing two branches), the indices are joined
+        per root channel and only the new ones walk on; one index claimed by two root
+        channels cannot be pruned."""
         key = (var, axis)
         if key in self.seen:
-            if not np.array_equal(self.seen[key], m):
+            merged, delta = _join(self.seen[key], m)
+            if merged is None:
                 self.fail(via, f"'{var}' is reached with two different channel mappings")
+                return
+            if delta is None:
+                return
+            self.seen[key] = merged
+            for x in self.g.members:
+                if x.kind == "var" and x.name == var and x.axis == axis:
+                    x.map = merged
+            self.queue.append((var, axis, delta, via.uid if via is not None else None))
             return
         self.seen[key] = m
         self.g.members.append(Member("var", var, axis, m, "act", via))
         self.queue.append((var, axis, m, via.uid if via is not None else None))
 
     def param(self, name: str, axis: int, m: np.ndarray, role: str, op: Op) -> None:
-        if any(x.kind == "param" and x.name == name and x.axis == axis for x in self.g.members):
-            return
+        for x in self.g.members:
+            if x.kind == "param" and x.name == name and x.axis == axis:
+                merged, _ = _join(x.map, m)
+                if merged is None:
+                    self.fail(op, f"'{name}' is reached with two different channel mappings")
+                else:
+                    x.map = merged
+                return
         self.g.members.append(Member("param", name, axis, m, role, op))
 
     def run(self) -> None:
@@ -131,6 +150,39 @@ class _Walk:
 
 
 # ------------------------------------------------------------------ helpers
+def _join(a: np.ndarray, b: np.ndarray):
+    """(a joined with b per root channel, what b adds) -- (a, None) when b adds nothing,
+    (None, None) when an index would belong to two root channels."""
+    if np.array_equal(a, b):
+        return a, None
+    owner: dict[int, int] = {}
+    rows = []
+    for r in range(a.shape[0]):
+        row = [int(i) for i in a[r] if i >= 0]
+        rows.append(row)
+        for i in row:
+            if owner.setdefault(i, r) != r:
+                return None, None
+    new = [[] for _ in rows]
+    for r in range(b.shape[0]):
+        for i in (int(i) for i in b[r] if i >= 0):
+            if owner.setdefault(i, r) != r:
+                return None, None
+            if i not in rows[r] and i not in new[r]:
+                new[r].append(i)
+    if not any(new):
+        return a, None
+    return _pad([x + y for x, y in zip(rows, new)]), _pad(new)
+
+
+def _pad(rows: list[list[int]]) -> np.ndarray:
+    width = max(1, max(len(r) for r in rows))
+    out = np.full((len(rows), width), -1, dtype=np.int64)
+    for k, r in enumerate(rows):
+        out[k, :len(r)] = r
+    return out
+
+
 def _rank(p: Program, var: str) -> int:
     v = p.var(var)
     return len(v.shape) if v is not None and v.shape is not None else 0
@@ -322,8 +374,99 @@ def slice_rule(w: _Walk, op, slot, var, axis, m, from_output):
     w.fail(op, "a slice of the channel axis (the kept range would change)")
 
 
+def _only_user(p: Program, var: str):
+    users = p.consumers(var)
+    return users[0][0] if len(users) == 1 else None
+
+
+def _shuffle_of(p: Program, op: Op):
+    """(split reshape, transpose, merge reshape, groups) when ``op`` is one of the three ops
+    of a channel shuffle as Paddle exports ShuffleNet's: x [N, C, H, W] -> reshape2 [N, G,
+    C/G, H, W] -> transpose2 [0, 2, 1, 3, 4] -> reshape2 [N, C, H, W]; else None."""
+    def rank(v):
+        return _rank(p, v)
+    if op.type == "reshape2" and rank(op.input("X")[0]) == 4 and rank(op.output("Out")[0]) == 5:
+        r1 = op
+        tr = _only_user(p, r1.output("Out")[0])
+        r2 = _only_user(p, tr.output("Out")[0]) if tr is not None and \
+            tr.type == "transpose2" else None
+    elif op.type == "reshape2" and rank(op.input("X")[0]) == 5 and \
+            rank(op.output("Out")[0]) == 4:
+        r2 = op
+        prods = p.producers(r2.input("X")[0])
+        tr = prods[0][0] if prods else None
+        prods = p.producers(tr.input("X")[0]) if tr is not None and \
+            tr.type == "transpose2" else []
+        r1 = prods[0][0] if prods else None
+    else:
+        return None
+    if tr is None or r1 is None or r2 is None or r1.type != "reshape2" or \
+            r2.type != "reshape2" or list(tr.attr("axis", [])) != [0, 2, 1, 3, 4] or \
+            _only_user(p, r1.output("Out")[0]) is not tr or \
+            _only_user(p, tr.output("Out")[0]) is not r2:
+        return None
+    x, y = p.var(r1.input("X")[0]).shape, p.var(r2.output("Out")[0]).shape
+    mid = p.var(r1.output("Out")[0]).shape
+    if not (x and y and mid) or list(x[1:]) != list(y[1:]) or any(d <= 0 for d in x[1:]) or \
+            list(mid[1:]) != [mid[1], x[1] // max(mid[1], 1), x[2], x[3]] or \
+            mid[1] * mid[2] != x[1]:
+        return None
+    return r1, tr, r2, int(mid[1])
+
+
+def _shuffle_spaces(w: _Walk, x: str, y: str, channels: int, groups: int, slot_in: bool,
+                    m: np.ndarray, op: Op, mids=()):
+    """A shuffle sends input channel g*(C/G) + j to output position j*G + g. The pruned
+    model shuffles only what is left, so it computes the masked model's permutation exactly
+    when every group keeps the same j: channel j of each group is removed together (the
+    closure below joins them; the walk brings in the layers that make them)."""
+    per = channels // groups
+    pos = m if slot_in else np.where(m >= 0, (m % groups) * per + m // groups, -1)
+    rows = []
+    for r in range(pos.shape[0]):
+        js = sorted({int(i) % per for i in pos[r] if i >= 0})
+        rows.append(js)
+    j = _pad(rows)
+    closed_in = _pad([[g * per + k for g in range(groups) for k in r] for r in rows])
+    closed_out = _pad([[k * groups + g for k in r for g in range(groups)] for r in rows])
+    w.space(x, 1, closed_in, op)
+    for var, ax in mids:
+        w.space(var, ax, j, op)
+    w.space(y, 1, closed_out, op)
+
+
+def shuffle_channel_rule(w: _Walk, op, slot, var, axis, m, from_output):
+    p = w.p
+    x, y = op.input("X")[0], op.output("Out")[0]
+    groups = int(op.attr("group", 1) or 1)
+    if axis != 1 or _rank(p, x) != 4 or _dim(p, x, 1) % groups:
+        w.fail(op, "a channel shuffle on another axis")
+        return
+    _shuffle_spaces(w, x, y, _dim(p, x, 1), groups, slot == "X", m, op)
+
+
 def flatten_rule(w: _Walk, op, slot, var, axis, m, from_output):
     p = w.p
+    shuffle = _shuffle_of(p, op) if op.type == "reshape2" else None
+    if shuffle is not None:
+        r1, tr, r2, groups = shuffle
+        x, y = r1.input("X")[0], r2.output("Out")[0]
+        mid, t = r1.output("Out")[0], tr.output("Out")[0]
+        if (var, axis) not in ((x, 1), (mid, 2), (t, 1), (y, 1)):
+            w.fail(op, "a channel shuffle reached on its group axis")
+            return
+        if var in (mid, t):  # j within a group: every group's channel j
+            per = _dim(p, x, 1) // groups
+            m = np.where(m >= 0, m, -1)
+            var_in = True
+            m = _pad([[g * per + int(k) for g in range(groups) for k in row if k >= 0]
+                      for row in m])
+        else:
+            var_in = var == x
+        _shuffle_spaces(w, x, y, _dim(p, x, 1), groups, var_in, m, op, ((mid, 2), (t, 1)))
+        w.g.attrs.append((r1, "shape", "axis2", (mid, 2)))
+        w.g.attrs.append((r2, "shape", "axis1", (y, 1)))
+        return
     x = op.input("X")[0]
     out = op.output("Out")[0]
     shape = p.var(x).shape or ()
@@ -344,7 +487,7 @@ def flatten_rule(w: _Walk, op, slot, var, axis, m, from_output):
             target[1] in (-1, _dim(p, x, axis) * block)
     if op.type == "reshape2" and len(list(op.attr("shape", []))) == len(shape) + 1:
         w.fail(op, "a split into heads or groups (reshape to one more axis): attention "
-                   "heads are pruned by prune_transformer; channel shuffles not yet")
+                   "heads are pruned by prune_transformer")
         return
     if slot != "X" or not ok or any(d <= 0 for d in shape[axis + 1:]):
         w.fail(op, "a reshape whose channel mapping is not provable")
@@ -389,7 +532,7 @@ RULES.update({t: quant_rule for t in PER_TENSOR_QUANTIZERS | {"quantize_linear",
                                                                "dequantize_linear"}})
 RULES.update({"conv2d": conv_rule, "depthwise_conv2d": conv_rule, "conv2d_transpose": conv_rule,
               "concat": concat_rule, "split": split_rule, "slice": slice_rule,
-              "flatten_contiguous_range": flatten_rule,
+              "flatten_contiguous_range": flatten_rule, "shuffle_channel": shuffle_channel_rule,
               "reshape2": flatten_rule, "transpose2": transpose_rule, "matmul_v2": matmul_rule,
               "matmul": matmul_rule, "mul": matmul_rule})
 
