@@ -1,0 +1,186 @@
+"""Complete a QDQ model for onnxruntime's integer kernels.
+
+Paddle's PTQ quantizes only the inputs of convs and matmuls, so in the exported model each
+Conv's output is float: onnxruntime then keeps a float Conv fed by DequantizeLinear (slower
+than fp32). onnxruntime fuses DQ -> Conv -> Q into QLinearConv (and DQ -> Add -> Q into
+QLinearAdd) only when the output goes straight into a QuantizeLinear. This pass gives every
+Conv/MatMul/Add whose inputs are all dequantized a quantized output:
+
+- output -> Relu -> QuantizeLinear(s) (Paddle's scale after the activation): the Relu goes and
+  the output is quantized on the same step s as uint8 with zero point 0 (the Relu is then the
+  grid's lower end; the only difference from Paddle is that values above Paddle's clip
+  threshold keep up to 2x the threshold instead of being clipped);
+- any other output: a QuantizeLinear/DequantizeLinear pair (uint8, zero point 128) whose
+  abs-max step is measured by running the model in onnxruntime on calibration data.
+
+Works on the ModelProto from actc.export.onnx.writer; ``onnx`` and ``onnxruntime`` are needed.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+TARGETS = ("Conv", "MatMul", "Add", "Gemm")
+
+
+class _Index:
+    def __init__(self, model):
+        g = model.graph
+        self.inits = {t.name: t for t in g.initializer}
+        self.producer = {o: n for n in g.node for o in n.output}
+        self.consumers = defaultdict(list)
+        for n in g.node:
+            for i in n.input:
+                self.consumers[i].append(n)
+        self.outputs = {o.name for o in g.output}
+
+    def const(self, name):
+        from onnx import numpy_helper
+
+        t = self.inits.get(name)
+        return None if t is None else numpy_helper.to_array(t)
+
+    def from_dq(self, value: str) -> bool:
+        p = self.producer.get(value)
+        return p is not None and p.op_type == "DequantizeLinear"
+
+
+def plan(model) -> tuple[list, list]:
+    """(relu_rewrites [(node, relu, step)], to_calibrate [value]) for the model."""
+    ix = _Index(model)
+    relus, calib = [], []
+    for n in model.graph.node:
+        if n.op_type not in TARGETS or not n.input:
+            continue
+        ins = [i for i in n.input if i]
+        if n.op_type in ("Conv", "Gemm", "MatMul") and not all(
+                ix.from_dq(i) for i in ins[:2]):
+            continue
+        if n.op_type == "Add" and not all(ix.from_dq(i) or ix.const(i) is not None
+                                          for i in ins):
+            continue
+        if n.op_type == "Add" and not any(ix.from_dq(i) for i in ins):
+            continue
+        out = n.output[0]
+        users = ix.consumers.get(out, [])
+        if out in ix.outputs or not users:
+            continue
+        if all(u.op_type == "QuantizeLinear" for u in users):
+            continue  # already fused by onnxruntime
+        if len(users) == 1 and users[0].op_type == "Relu" and \
+                users[0].output[0] not in ix.outputs:
+            relu = users[0]
+            qs = [u for u in ix.consumers.get(relu.output[0], [])
+                  if u.op_type == "QuantizeLinear"]
+            steps = {float(ix.const(q.input[1]).reshape(-1)[0]) for q in qs
+                     if ix.const(q.input[1]) is not None and ix.const(q.input[1]).size == 1}
+            if qs and len(steps) == 1:
+                relus.append((n, relu, steps.pop()))
+                continue
+        calib.append(out)
+    return relus, calib
+
+
+def calibrate(model, values: list[str], batches: list[dict]) -> dict[str, float]:
+    """Abs-max of each value over the batches, run in onnxruntime."""
+    import onnx
+    import onnxruntime as ort
+
+    if not values:
+        return {}
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for v in values:
+        if v not in have:
+            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(v))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    amax = dict.fromkeys(values, 0.0)
+    for feed in batches:
+        for name, arr in zip(names, sess.run(None, feed)):
+            if name in amax and arr.size:
+                amax[name] = max(amax[name], float(np.abs(arr).max()))
+    return amax
+
+
+def complete(model, batches: list[dict], rounds: int = 4) -> dict:
+    """Rewrite ``model`` in place until nothing more can be quantized (an Add becomes
+    eligible once the Conv before it is); returns counts of what was done."""
+    total = {"relu_folded": 0, "calibrated": 0}
+    for _ in range(rounds):
+        done = _complete_once(model, batches)
+        for key in total:
+            total[key] += done[key]
+        if not any(done.values()):
+            break
+    return total
+
+
+def _complete_once(model, batches: list[dict]) -> dict:
+    from onnx import helper, numpy_helper
+
+    relus, calib = plan(model)
+    amax = calibrate(model, calib, batches)
+    g = model.graph
+    ix = _Index(model)
+    new_inits, order = [], {id(n): i for i, n in enumerate(g.node)}
+    inserts: dict[int, list] = defaultdict(list)   # node index -> nodes to add after it
+    drop = set()
+    k = sum(1 for n in g.node if n.name.startswith("actc_q_"))
+
+    def const(name, arr):
+        new_inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    for n, relu, step in relus:
+        k += 1
+        out = n.output[0]
+        s = const(f"{out}.q_scale", np.float32(step))
+        zp = const(f"{out}.q_zp", np.uint8(0))
+        q = f"{out}.q"
+        inserts[order[id(n)]] += [
+            helper.make_node("QuantizeLinear", [out, s, zp], [q], name=f"actc_q_{k}"),
+            helper.make_node("DequantizeLinear", [q, s, zp], [relu.output[0]],
+                             name=f"actc_dq_{k}")]
+        drop.add(id(relu))
+        # the Paddle quantizers after the Relu now read the uint8 codes directly
+        for user in ix.consumers.get(relu.output[0], []):
+            if user.op_type != "QuantizeLinear":
+                continue
+            for dq in ix.consumers.get(user.output[0], []):
+                if dq.op_type == "DequantizeLinear":
+                    dq.input[0], dq.input[1], dq.input[2] = q, s, zp
+            if not any(c.op_type != "DequantizeLinear"
+                       for c in ix.consumers.get(user.output[0], [])):
+                drop.add(id(user))
+    for value in calib:
+        k += 1
+        step = max(amax.get(value, 0.0), 1e-8) / 127.0
+        n = ix.producer[value]
+        s = const(f"{value}.q_scale", np.float32(step))
+        zp = const(f"{value}.q_zp", np.uint8(128))
+        q, dq = f"{value}.q", f"{value}.dq"
+        for user in ix.consumers.get(value, []):
+            for j, i in enumerate(user.input):
+                if i == value:
+                    user.input[j] = dq
+        inserts[order[id(n)]] += [
+            helper.make_node("QuantizeLinear", [value, s, zp], [q], name=f"actc_q_{k}"),
+            helper.make_node("DequantizeLinear", [q, s, zp], [dq], name=f"actc_dq_{k}")]
+    nodes = []
+    for i, n in enumerate(list(g.node)):
+        if id(n) not in drop:
+            nodes.append(n)
+        nodes.extend(inserts.get(i, []))
+    del g.node[:]
+    g.node.extend(nodes)
+    g.initializer.extend(new_inits)
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return {"relu_folded": len(relus), "calibrated": len(calib)}
