@@ -1,0 +1,246 @@
+"""actc export: Paddle programs as ONNX, checked against Paddle in onnxruntime.
+
+fp32: every corpus vision model, the transformer models and the example match Paddle to 1e-4
+relative; int8 (actc's PTQ output): the QDQ graph's structure, and SNR vs fp32 / top-1 the
+same as the Paddle int8 model; pruned programs; unmapped ops and bad outputs are one-line
+errors with nothing written."""
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+from actc.cli.main import main  # noqa: E402
+from actc.example import model_path  # noqa: E402
+from actc.export.onnx import build_model, calibration_batches, to_onnx_bytes  # noqa: E402
+from actc.io.model import load_model  # noqa: E402
+from corpus import VISION  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "tfm_encoder"
+EXAMPLE = ROOT / "actc" / "example" / "digits"
+
+
+def session(data: bytes):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def random_feeds(program, batch: int = 1) -> dict:
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for name in program.feed_names():
+        var = program.var(name)
+        shape = [batch if d < 0 else d for d in var.shape]
+        if var.dtype.startswith("int"):
+            feeds[name] = rng.integers(0, 20, size=shape).astype(var.dtype)
+        else:
+            feeds[name] = rng.standard_normal(shape).astype("float32")
+    return feeds
+
+
+def paddle_run(program, feeds):
+    from actc.runtime.executor import Runner
+
+    return Runner(program, "cpu").run(feeds)
+
+
+def assert_matches_paddle(program, rtol=1e-4, batch=1):
+    feeds = random_feeds(program, batch)
+    want = paddle_run(program, feeds)
+    got = session(to_onnx_bytes(program)).run(None, feeds)
+    assert len(got) == len(want)
+    for w, g in zip(want, got):
+        assert g.shape == w.shape
+        err = np.abs(w - g).max() / max(np.abs(w).max(), 1e-12)
+        assert err <= rtol, err
+
+
+def snr_db(ref, x):
+    return 10 * np.log10((ref ** 2).sum() / ((ref - x) ** 2).sum())
+
+
+# ---------------------------------------------------------------------------- fp32 numerics
+@pytest.mark.paddle
+@pytest.mark.parametrize("name", VISION + ("transformer",))
+def test_corpus_fp32_matches_paddle(corpus, name):
+    program, _ = load_model(corpus[name])
+    assert_matches_paddle(program)
+
+
+@pytest.mark.paddle
+@pytest.mark.parametrize("path", [FIXTURE, "example"])
+def test_fixture_fp32_matches_paddle(path):
+    program, _ = load_model(model_path(str(path)))
+    assert_matches_paddle(program, batch=3)
+
+
+# ------------------------------------------------------------------------------------ int8
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """The example through ptq, prune_channels and sparsify (paddle needed to compile)."""
+    pytest.importorskip("paddle")
+    root = tmp_path_factory.mktemp("export")
+    out = {}
+    for recipe in ("ptq", "prune_channels", "sparsify"):
+        out[recipe] = root / recipe
+        assert main(["compile", "example", "--recipe", recipe, "-o", str(out[recipe]), "-q",
+                     "--no-eval"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_data():
+    with np.load(EXAMPLE / "test.npz") as z:
+        return z["image"], z["label"]
+
+
+def _onnx(program, **kw):
+    model, _ = build_model(program, **kw)
+    return model
+
+
+@pytest.mark.paddle
+def test_int8_graph_structure(compiled):
+    program, _ = load_model(compiled["ptq"])
+    model = _onnx(program)
+    types = Counter(n.op_type for n in model.graph.node)
+    act_q = [op for op in program.ops("quantize_linear")]
+    weight_dq = [op for op in program.ops("dequantize_linear")
+                 if op.input("X")[0] in program.params]
+    assert types["QuantizeLinear"] == len(act_q) == 6
+    assert "BatchNormalization" not in types
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    weights = biases = 0
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
+            codes = inits[n.input[0]]
+            axis = next((a.i for a in n.attribute if a.name == "axis"), None)
+            if codes.dtype == np.int8:
+                weights += 1
+                assert axis is not None and inits[n.input[1]].shape == (codes.shape[axis],)
+                assert not inits[n.input[2]].any()
+            else:
+                assert codes.dtype == np.int32  # conv bias on step x_step * w_step
+                biases += 1
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in inits:
+            zp = inits[n.input[2]]
+            assert zp.dtype == np.uint8 and int(zp) == 128
+    assert weights == len(weight_dq) == 6
+    assert biases == types["Conv"] == 4
+    for n in model.graph.node:  # every Conv/MatMul reads dequantized input and weight
+        if n.op_type in ("Conv", "MatMul"):
+            assert all(producers[i].op_type == "DequantizeLinear" for i in n.input)
+
+
+@pytest.mark.paddle
+def test_int8_accuracy_same_as_paddle(compiled, test_data):
+    x, y = test_data
+    fp32, _ = load_model(model_path("example"))
+    int8, _ = load_model(compiled["ptq"])
+    ref = paddle_run(fp32, {"image": x})[0]
+    paddle_q = paddle_run(int8, {"image": x})[0]
+    exact = session(to_onnx_bytes(int8)).run(None, {"image": x})[0]
+    calib = calibration_batches(int8, EXAMPLE / "calib.npz")
+    fast = session(to_onnx_bytes(int8, calib=calib)).run(None, {"image": x})[0]
+    top1 = lambda out: (out.argmax(1) == y).mean() * 100  # noqa: E731
+    assert abs(snr_db(ref, exact) - snr_db(ref, paddle_q)) < 0.5
+    assert abs(top1(exact) - top1(paddle_q)) <= 0.1
+    assert abs(top1(fast) - top1(paddle_q)) <= 0.1
+    assert snr_db(ref, fast) > snr_db(ref, paddle_q) - 2.0  # the added quantizers cost < 2 dB
+    int8_act = session(to_onnx_bytes(int8, activations="int8")).run(None, {"image": x})[0]
+    np.testing.assert_allclose(int8_act, exact, atol=1e-5)  # the shifted grid is the same
+
+
+@pytest.mark.paddle
+def test_completed_qdq_runs_integer_kernels(compiled, tmp_path):
+    """With --data every conv becomes QLinearConv in onnxruntime (what makes it fast)."""
+    int8, _ = load_model(compiled["ptq"])
+    out = tmp_path / "q.onnx"
+    assert main(["export", str(compiled["ptq"]), "-o", str(out), "--data",
+                 str(EXAMPLE / "calib.npz")]) == 0
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
+    types = Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+    assert types["QLinearConv"] == 4 and types["Conv"] == 0, types
+
+
+@pytest.mark.paddle
+@pytest.mark.parametrize("recipe", ["prune_channels", "sparsify"])
+def test_pruned_matches_paddle(compiled, recipe):
+    program, _ = load_model(compiled[recipe])
+    assert_matches_paddle(program, batch=4)
+
+
+# ------------------------------------------------------------------------------- the CLI
+def test_cli_writes_a_checked_model(tmp_path, capsys):
+    out = tmp_path / "sub" / "m.onnx"
+    assert main(["export", "example", "-o", str(out)]) == 0
+    onnx.checker.check_model(onnx.load(str(out)))
+    assert "wrote" in capsys.readouterr().out
+    assert [p.name for p in out.parent.iterdir()] == ["m.onnx"]  # no temporaries left
+
+
+@pytest.mark.paddle
+def test_unmapped_op_is_one_line_and_nothing_written(corpus, tmp_path, capsys):
+    out = tmp_path / "cf.onnx"
+    rc = main(["export", str(corpus["control_flow"]), "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "has no ONNX mapping" in err and "op #" in err and "model.pdmodel" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_unmapped_op_names_type_and_output(tmp_path):
+    """A hand-made op type: the error names it, its index and its output var."""
+    from actc.errors import ActcError
+    from actc.export.onnx.build import build_graph
+
+    program, _ = load_model(model_path("example"))
+    op = program.ops("relu")[1]
+    op.desc.type = "my_custom_act"
+    with pytest.raises(ActcError) as e:
+        build_graph(program, model_path="m.pdmodel")
+    msg = str(e.value)
+    assert "'my_custom_act'" in msg and "relu_1.tmp_0" in msg and msg.startswith("m.pdmodel")
+
+
+def test_output_checked_before_work(tmp_path, capsys):
+    assert main(["export", "example", "-o", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fake_quant_ops_refused(tmp_path, capsys):
+    from actc.errors import ActcError
+    from actc.export.onnx.build import build_graph
+
+    program, _ = load_model(model_path("example"))
+    op = program.ops("relu")[0]
+    op.desc.type = "fake_quantize_dequantize_moving_average_abs_max"
+    with pytest.raises(ActcError, match="fake-format"):
+        build_graph(program)
+
+
+def test_core_imports_without_onnx(tmp_path):
+    script = ("import sys; sys.modules['onnx'] = None; sys.modules['onnxruntime'] = None\n"
+              "import actc.export.onnx, actc.export.onnx.build, actc.export.onnx.complete\n"
+              "import actc.cli.export_cmd\n"
+              "from actc.cli.main import main\n"
+              f"rc = main(['export', 'example', '-o', {str(tmp_path / 'x.onnx')!r}])\n"
+              "assert rc == 2, rc\nprint('OK')\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, env=dict(os.environ), timeout=120)
+    assert "OK" in proc.stdout, proc.stderr[-2000:]
+    assert "actc[onnx]" in proc.stderr
+    assert not (tmp_path / "x.onnx").exists()
