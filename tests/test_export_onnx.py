@@ -244,3 +244,24 @@ def test_core_imports_without_onnx(tmp_path):
     assert "OK" in proc.stdout, proc.stderr[-2000:]
     assert "actc[onnx]" in proc.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+# ----------------------------------------------------------------------- actc bench --onnx
+@pytest.mark.paddle
+def test_bench_onnx(compiled, tmp_path, capsys):
+    import json
+
+    exported = tmp_path / "fp32.onnx"
+    assert main(["export", "example", "-o", str(exported)]) == 0
+    capsys.readouterr()
+    rc = main(["bench", str(exported), str(compiled["ptq"]), "--onnx", "--data",
+               str(EXAMPLE / "calib.npz"), "--batch", "2", "--repeats", "3", "--warmup", "1",
+               "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    rows = json.loads(out)
+    assert [r["error"] for r in rows] == [None, None]
+    assert all(r["config"].startswith("onnxruntime CPUExecutionProvider: "
+                                      "intra_op_num_threads=1") for r in rows)
+    assert "calibrated on" in rows[1]["config"]
+    assert 0 < rows[1]["batches"]["2"]["median_ms"] <= rows[1]["batches"]["2"]["p90_ms"]

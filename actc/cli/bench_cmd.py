@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
                                    "p90 after warm-up), throughput, peak memory and size side "
                                    "by side, with the speed-up against the first model.")
     p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="model directories, .pdmodel files, or 'example'")
+                   help="model directories, .pdmodel files, 'example', or .onnx files (run "
+                        "in onnxruntime)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8], metavar="N",
                    help="batch sizes (default: 1 8)")
     p.add_argument("--device", default="cpu", help="cpu (default) or gpu")
@@ -28,6 +29,10 @@ def add_parser(sub) -> None:
     p.add_argument("--data", metavar="FILE.npz",
                    help="inputs from these arrays (named after the feeds) instead of random")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--onnx", action="store_true",
+                   help="export each Paddle model to ONNX (actc export; a quantized one "
+                        "completed with --data as calibration when given) and run it in "
+                        "onnxruntime on CPU instead of Paddle Inference")
 
 
 def parse_shapes(items: list[str]) -> dict[str, list[int]]:
@@ -44,9 +49,26 @@ def parse_shapes(items: list[str]) -> dict[str, list[int]]:
     return out
 
 
+def _exported(program, files, out, data):
+    """The model as ONNX in ``out``, and a note on how it was exported."""
+    from actc.export.onnx import calibration_batches, export_model
+
+    calib = calibration_batches(program, data) if data else None
+    summary = export_model(program, out, calib=calib, model_path=files.program)
+    if not summary.quantized:
+        return out, "; exported fp32"
+    if summary.completed:
+        return out, f"; exported int8 QDQ, conv/add outputs calibrated on {data}"
+    return out, ("; exported int8 QDQ mirroring Paddle (float conv outputs: pass --data to "
+                 "quantize them for QLinearConv)")
+
+
 def run(args) -> int:
+    import tempfile
+    from pathlib import Path
+
     from actc.cli.common import model_path
-    from actc.deploy.bench import format_table, run_one
+    from actc.deploy.bench import format_table, run_one, run_one_onnx
     from actc.io.model import load_model
 
     if any(b <= 0 for b in args.batch) or args.repeats <= 0 or args.warmup < 0 or \
@@ -60,11 +82,23 @@ def run(args) -> int:
     elif device != "cpu":
         raise ActcError(f"--device must be cpu or gpu, not '{args.device}'")
     shapes = parse_shapes(args.shape)
-    loaded = [(m, *load_model(model_path(m))) for m in args.models]  # all checked first
-    results = [run_one(name, program, files, batches=args.batch, device=device,
-                       threads=args.threads, warmup=args.warmup, repeats=args.repeats,
-                       shapes=shapes, data=args.data)
-               for name, program, files in loaded]
+    is_onnx = [str(m).endswith(".onnx") for m in args.models]
+    if (args.onnx or any(is_onnx)) and device != "cpu":
+        raise ActcError("onnxruntime models are measured on the CPU only")
+    loaded = [(m, None, None) if o else (m, *load_model(model_path(m)))
+              for m, o in zip(args.models, is_onnx)]  # all checked first
+    common = dict(batches=args.batch, threads=args.threads, warmup=args.warmup,
+                  repeats=args.repeats, shapes=shapes, data=args.data)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="actc-bench-onnx-") as tmp:
+        for i, (name, program, files) in enumerate(loaded):
+            if program is None:
+                results.append(run_one_onnx(name, Path(name), **common))
+            elif args.onnx:
+                path, note = _exported(program, files, Path(tmp) / f"{i}.onnx", args.data)
+                results.append(run_one_onnx(name, path, note=note, **common))
+            else:
+                results.append(run_one(name, program, files, device=device, **common))
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=1))
     else:

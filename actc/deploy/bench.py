@@ -60,6 +60,60 @@ def run_one(name: str, program: Program, files: ModelFiles, *, batches: list[int
             "plan": {"precision": plan.precision, "device": plan.device, "threads": threads},
             "feeds": feed_specs(program, shapes), "batches": batches, "warmup": warmup,
             "repeats": repeats, "data": data}
+    return _run_worker(result, spec)
+
+
+# what the onnxruntime worker sets (actc.deploy.worker._onnx_step), printed with the results
+ORT_OPTIONS = ("onnxruntime CPUExecutionProvider: intra_op_num_threads={threads}, "
+               "inter_op_num_threads=1, execution_mode=ORT_SEQUENTIAL, "
+               "graph_optimization_level=ORT_ENABLE_ALL")
+
+
+def onnx_feed_specs(path: Path, shapes: dict[str, list[int]]) -> list[dict]:
+    """Feeds of an .onnx file (dtype, shape with -1 for symbolic dims)."""
+    from actc.export.onnx.types import ONNX_CODE
+    from actc.export.onnx.writer import import_onnx
+
+    onnx = import_onnx()
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise ActcError(f"not an ONNX model: {e}", path=path) from None
+    names = {v: k for k, v in ONNX_CODE.items()}
+    inits = {t.name for t in model.graph.initializer}
+    out = []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        shape = list(shapes.get(vi.name) or [d.dim_value if d.HasField("dim_value") else -1
+                                             for d in tt.shape.dim])
+        if not shape or any(d < 0 for d in shape[1:]):
+            raise ActcError(f"input '{vi.name}' has shape {shape or '?'}: give its sizes with "
+                            f"--shape {vi.name}:NxDxD", path=path)
+        out.append({"name": vi.name, "shape": shape, "dtype": names.get(tt.elem_type,
+                                                                       "float32")})
+    return out
+
+
+def run_one_onnx(name: str, path: Path, *, batches: list[int], threads: int, warmup: int,
+                 repeats: int, shapes: dict[str, list[int]], data: str | None,
+                 note: str = "") -> BenchResult:
+    """One .onnx model in onnxruntime on CPU, measured like the Paddle models."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ActcError("--onnx needs onnxruntime: pip install 'actc[onnx]'") from None
+    result = BenchResult(name, ORT_OPTIONS.format(threads=threads) + note,
+                         Path(path).stat().st_size)
+    spec = {"program": str(path), "runtime": "onnxruntime",
+            "plan": {"precision": "onnx", "device": "cpu", "threads": threads},
+            "feeds": onnx_feed_specs(Path(path), shapes), "batches": batches,
+            "warmup": warmup, "repeats": repeats, "data": data}
+    return _run_worker(result, spec)
+
+
+def _run_worker(result: BenchResult, spec: dict) -> BenchResult:
     with tempfile.TemporaryDirectory(prefix="actc-bench-") as tmp:
         spec_file, out_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_file.write_text(json.dumps(spec))

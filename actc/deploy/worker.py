@@ -32,17 +32,15 @@ def _inputs(spec: dict, batch: int) -> dict[str, np.ndarray]:
     return out
 
 
-def measure(spec: dict) -> dict:
+def _paddle_step(spec: dict):
     from actc.deploy.predictor import PredictorPlan, create
 
     plan = PredictorPlan(**spec["plan"])
     predictor = create(plan, spec["program"], spec.get("params"))
     handles = {n: predictor.get_input_handle(n) for n in predictor.get_input_names()}
     outputs = [predictor.get_output_handle(n) for n in predictor.get_output_names()]
-    result = {"batches": {}}
-    for batch in spec["batches"]:
-        feeds = _inputs(spec, batch)
 
+    def make(feeds):
         def step():
             for name, x in feeds.items():
                 handles[name].reshape(list(x.shape))
@@ -50,6 +48,33 @@ def measure(spec: dict) -> dict:
             predictor.run()
             for h in outputs:
                 h.copy_to_cpu()
+        return step
+    return make
+
+
+def _onnx_step(spec: dict):
+    """onnxruntime on CPU with the session options actc.deploy.onnx_plan describes."""
+    import onnxruntime as ort
+
+    threads = spec["plan"]["threads"]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(spec["program"], so, providers=["CPUExecutionProvider"])
+
+    def make(feeds):
+        return lambda: sess.run(None, feeds)
+    return make
+
+
+def measure(spec: dict) -> dict:
+    make = _onnx_step(spec) if spec.get("runtime") == "onnxruntime" else _paddle_step(spec)
+    result = {"batches": {}}
+    for batch in spec["batches"]:
+        feeds = _inputs(spec, batch)
+        step = make(feeds)
 
         for _ in range(spec["warmup"]):
             step()
