@@ -310,3 +310,61 @@ def test_channel_shuffle_groups_are_pruned(corpus, tmp_path):
 def json_list(names):
     import json
     return json.dumps(list(names))
+
+
+def test_channel_shuffle_op(tmp_path):
+    """paddle.nn.functional.channel_shuffle exports a channel_shuffle op: the two convs whose
+    outputs it shuffles join one group and lose the same channels; pruned == masked."""
+    pytest.importorskip("paddle")
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os
+        os.environ["FLAGS_enable_pir_api"] = "0"
+        import paddle, paddle.nn as nn
+        paddle.seed(0)
+        class Net(nn.Layer):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Conv2D(3, 6, 3, padding=1)
+                self.b = nn.Conv2D(3, 6, 1)
+                self.head = nn.Conv2D(12, 5, 1)
+            def forward(self, x):
+                z = paddle.concat([self.a(x), self.b(x)], axis=1)
+                z = paddle.nn.functional.channel_shuffle(paddle.nn.functional.relu(z), 2)
+                return self.head(z)
+        net = Net()
+        net.eval()
+        paddle.jit.save(net, r"{tmp_path / 'net' / 'model'}",
+                        input_spec=[paddle.static.InputSpec([None, 3, 8, 8], "float32", "x")])
+    """)
+    path = tmp_path / "export.py"
+    path.write_text(script)
+    subprocess.run([sys.executable, str(path)], check=True, capture_output=True,
+                   env=dict(os.environ, FLAGS_enable_pir_api="0"))
+    from actc.dsl.evaluate import Evaluator
+    from actc.dsl.parser import parse_expr
+    from actc.dsl.primitives import channel_prune_plan
+    from actc.dsl.values import Selector
+    from actc.runtime.executor import Runner
+
+    program, files = load_model(tmp_path / "net")
+    assert [op.type for op in program.ops("channel_shuffle")] == ["channel_shuffle"]
+    (g,) = [g for g in channel_groups(program) if g.root_param == "conv2d_0.w_0"]
+    assert g.problem is None and [m.name for m in g.params("out")] == ["conv2d_0.w_0",
+                                                                        "conv2d_1.w_0"]
+    sel = Selector(parse_expr("op.type == conv2d"), {}, "", "")
+    edits = channel_prune_plan(Evaluator(program), sel, 0.5, "l1_norm", 1, False)
+    masked = masked_copy(program, edits)
+    ctx = prune(program, files, "recipe m() { prune_channels(ops: op.type == conv2d, "
+                                "ratio: 0.5) }")
+    shapes = {n: np.asarray(t.array).shape for n, t in ctx.program.params.items()}
+    assert shapes["conv2d_0.w_0"][0] == shapes["conv2d_1.w_0"][0] == 3
+    assert shapes["conv2d_2.w_0"][1] == 6
+    x = np.random.RandomState(0).rand(2, 3, 8, 8).astype(np.float32)
+    (want,) = Runner(masked).run({"x": x})
+    (got,) = Runner(ctx.program).run({"x": x})
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -5,7 +5,9 @@ channels a conv or linear layer creates (the *root*), the walk follows every op 
 channels: batch_norm and activations carry them through, a residual `elementwise_add` ties both
 branches (so both producing convs join the group), depthwise convs pass them through (and their
 `groups` attr shrinks), `concat` maps them by offset, `flatten` into a matmul maps each channel
-to a block of rows, and every consumer's weight loses the matching input slices. Each member
+to a block of rows, a channel shuffle (reshape/transpose/reshape, `channel_shuffle`,
+`shuffle_channel`) ties channel j of every shuffled group together, and every consumer's
+weight loses the matching input slices. Each member
 records, per root channel, which indices of its own axis belong to it (an index map), so a
 removal chosen in the root's index space lands on every member.
 
@@ -438,7 +440,10 @@ def _shuffle_spaces(w: _Walk, x: str, y: str, channels: int, groups: int, slot_i
 def shuffle_channel_rule(w: _Walk, op, slot, var, axis, m, from_output):
     p = w.p
     x, y = op.input("X")[0], op.output("Out")[0]
-    groups = int(op.attr("group", 1) or 1)
+    groups = int(op.attr("groups" if op.type == "channel_shuffle" else "group", 1) or 1)
+    if str(op.attr("data_format", "NCHW") or "NCHW") != "NCHW":
+        w.fail(op, "a channel shuffle in NHWC layout")
+        return
     if axis != 1 or _rank(p, x) != 4 or _dim(p, x, 1) % groups:
         w.fail(op, "a channel shuffle on another axis")
         return
@@ -533,6 +538,7 @@ RULES.update({t: quant_rule for t in PER_TENSOR_QUANTIZERS | {"quantize_linear",
 RULES.update({"conv2d": conv_rule, "depthwise_conv2d": conv_rule, "conv2d_transpose": conv_rule,
               "concat": concat_rule, "split": split_rule, "slice": slice_rule,
               "flatten_contiguous_range": flatten_rule, "shuffle_channel": shuffle_channel_rule,
+              "channel_shuffle": shuffle_channel_rule,
               "reshape2": flatten_rule, "transpose2": transpose_rule, "matmul_v2": matmul_rule,
               "matmul": matmul_rule, "mul": matmul_rule})
 
