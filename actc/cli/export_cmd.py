@@ -57,8 +57,8 @@ def run(args) -> int:
     if summary.completed:
         c = summary.completed
         print(f"  quantized for onnxruntime's integer kernels: {c['relu_folded']} outputs on "
-              f"the scale of the activation after them, {c['calibrated']} calibrated on "
-              f"{args.data}")
+              f"the scale of the activation after them, {c['reused']} sharing Paddle's "
+              f"quantizer, {c['calibrated']} calibrated on {args.data}")
     elif summary.quantized and not args.data:
         print("  note: Paddle's quantizers are mirrored exactly; conv outputs stay float, so "
               "onnxruntime runs float convs. Pass --data CALIB.npz for QLinearConv (fast)")

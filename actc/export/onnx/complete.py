@@ -6,10 +6,11 @@ than fp32). onnxruntime fuses DQ -> Conv -> Q into QLinearConv (and DQ -> Add ->
 QLinearAdd) only when the output goes straight into a QuantizeLinear. This pass gives every
 Conv/MatMul/Add whose inputs are all dequantized a quantized output:
 
-- output -> Relu -> QuantizeLinear(s) (Paddle's scale after the activation): the Relu goes and
-  the output is quantized on the same step s as uint8 with zero point 0 (the Relu is then the
-  grid's lower end; the only difference from Paddle is that values above Paddle's clip
-  threshold keep up to 2x the threshold instead of being clipped);
+- output -> Relu or Clip(0, hi) (relu6) -> QuantizeLinear(s) (Paddle's scale after the
+  activation): the activation goes and the output is quantized as uint8 with zero point 0 on
+  step min(s, hi/255), so the grid's ends are the activation's bounds (the only difference
+  from Paddle: values above Paddle's clip threshold keep up to 2x the threshold, or up to hi,
+  instead of being clipped there);
 - any other output: a QuantizeLinear/DequantizeLinear pair (uint8, zero point 128) whose
   abs-max step is measured by running the model in onnxruntime on calibration data.
 
@@ -46,10 +47,28 @@ class _Index:
         return p is not None and p.op_type == "DequantizeLinear"
 
 
-def plan(model) -> tuple[list, list]:
-    """(relu_rewrites [(node, relu, step)], to_calibrate [value]) for the model."""
+def _clip_top(ix: _Index, node) -> float | None:
+    """The upper bound of a Relu (inf) or a Clip(0, hi); None for anything else."""
+    if node.op_type == "Relu":
+        return float("inf")
+    if node.op_type != "Clip":
+        return None
+    lo = ix.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    hi = ix.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if lo is None or lo.size != 1 or float(lo) != 0.0:
+        return None
+    return float("inf") if hi is None else float(hi)
+
+
+def _per_tensor_q(ix: _Index, node) -> bool:
+    c = ix.const(node.input[1]) if node.op_type == "QuantizeLinear" else None
+    return c is not None and c.size == 1
+
+
+def plan(model) -> tuple[list, list, list]:
+    """(relu_rewrites [(node, relu, step)], reuse [(node, paddle Q)], to_calibrate [value])."""
     ix = _Index(model)
-    relus, calib = [], []
+    relus, reuse, calib = [], [], []
     for n in model.graph.node:
         if n.op_type not in TARGETS or not n.input:
             continue
@@ -68,18 +87,23 @@ def plan(model) -> tuple[list, list]:
             continue
         if all(u.op_type == "QuantizeLinear" for u in users):
             continue  # already fused by onnxruntime
-        if len(users) == 1 and users[0].op_type == "Relu" and \
-                users[0].output[0] not in ix.outputs:
+        hi = _clip_top(ix, users[0]) if len(users) == 1 else None
+        if hi is not None and users[0].output[0] not in ix.outputs:
             relu = users[0]
             qs = [u for u in ix.consumers.get(relu.output[0], [])
                   if u.op_type == "QuantizeLinear"]
             steps = {float(ix.const(q.input[1]).reshape(-1)[0]) for q in qs
                      if ix.const(q.input[1]) is not None and ix.const(q.input[1]).size == 1}
             if qs and len(steps) == 1:
-                relus.append((n, relu, steps.pop()))
+                # the uint8 grid [0, 255 step] must not pass the clip's top
+                relus.append((n, relu, min(steps.pop(), hi / 255.0)))
                 continue
+        qs = [u for u in users if _per_tensor_q(ix, u)]
+        if qs:  # Paddle quantizes it for one reader: the float readers share those codes
+            reuse.append((n, qs[0]))
+            continue
         calib.append(out)
-    return relus, calib
+    return relus, reuse, calib
 
 
 def calibrate(model, values: list[str], batches: list[dict]) -> dict[str, float]:
@@ -110,7 +134,7 @@ def calibrate(model, values: list[str], batches: list[dict]) -> dict[str, float]
 def complete(model, batches: list[dict], rounds: int = 4) -> dict:
     """Rewrite ``model`` in place until nothing more can be quantized (an Add becomes
     eligible once the Conv before it is); returns counts of what was done."""
-    total = {"relu_folded": 0, "calibrated": 0}
+    total = {"relu_folded": 0, "reused": 0, "calibrated": 0}
     for _ in range(rounds):
         done = _complete_once(model, batches)
         for key in total:
@@ -123,14 +147,14 @@ def complete(model, batches: list[dict], rounds: int = 4) -> dict:
 def _complete_once(model, batches: list[dict]) -> dict:
     from onnx import helper, numpy_helper
 
-    relus, calib = plan(model)
+    relus, reuse, calib = plan(model)
     amax = calibrate(model, calib, batches)
     g = model.graph
     ix = _Index(model)
     new_inits, order = [], {id(n): i for i, n in enumerate(g.node)}
     inserts: dict[int, list] = defaultdict(list)   # node index -> nodes to add after it
     drop = set()
-    k = sum(1 for n in g.node if n.name.startswith("actc_q_"))
+    k = sum(1 for n in g.node if n.name.startswith(("actc_q_", "actc_dq_")))
 
     def const(name, arr):
         new_inits.append(numpy_helper.from_array(np.asarray(arr), name))
@@ -153,10 +177,31 @@ def _complete_once(model, batches: list[dict]) -> dict:
                 continue
             for dq in ix.consumers.get(user.output[0], []):
                 if dq.op_type == "DequantizeLinear":
+                    old = ix.const(dq.input[1])
                     dq.input[0], dq.input[1], dq.input[2] = q, s, zp
+                    if old is not None and old.size == 1:
+                        for conv in ix.consumers.get(dq.output[0], []):
+                            _rescale_bias(ix, conv, float(old), step, const)
             if not any(c.op_type != "DequantizeLinear"
                        for c in ix.consumers.get(user.output[0], [])):
                 drop.add(id(user))
+    moved = {}
+    for n, qnode in reuse:
+        k += 1
+        value = n.output[0]
+        dq = f"{value}.dq"
+        for user in ix.consumers.get(value, []):
+            if user is qnode or user.op_type == "QuantizeLinear":
+                continue
+            for j, i in enumerate(user.input):
+                if i == value:
+                    user.input[j] = dq
+        drop.add(id(qnode))  # moved to right after the producer, before every reader
+        moved[id(qnode)] = qnode
+        inserts[order[id(n)]] += [
+            qnode, helper.make_node("DequantizeLinear", [qnode.output[0], qnode.input[1],
+                                                         qnode.input[2]], [dq],
+                                    name=f"actc_dq_{k}")]
     for value in calib:
         k += 1
         step = max(amax.get(value, 0.0), 1e-8) / 127.0
@@ -177,10 +222,42 @@ def _complete_once(model, batches: list[dict]) -> dict:
             nodes.append(n)
         nodes.extend(inserts.get(i, []))
     del g.node[:]
-    g.node.extend(nodes)
+    g.node.extend(_live(nodes, {o.name for o in g.output}))
     g.initializer.extend(new_inits)
     used = {i for n in g.node for i in n.input}
     keep = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
-    return {"relu_folded": len(relus), "calibrated": len(calib)}
+    return {"relu_folded": len(relus), "reused": len(reuse), "calibrated": len(calib)}
+
+
+def _live(nodes: list, outputs: set) -> list:
+    """Nodes whose outputs something reads (onnxruntime keeps dead DequantizeLinear nodes,
+    and each one's Transpose back to NCHW)."""
+    need, keep = set(outputs), []
+    for n in reversed(nodes):
+        if any(o in need for o in n.output):
+            keep.append(n)
+            need.update(i for i in n.input if i)
+    return keep[::-1]
+
+
+def _rescale_bias(ix: _Index, conv, old_step: float, new_step: float, const) -> None:
+    """onnxruntime's QLinearConv takes the int32 bias codes as they are, on step
+    x_step * w_step: when x's step changes, requantize the bias on the new step."""
+    from onnx import numpy_helper  # noqa: F401
+
+    if conv.op_type != "Conv" or len(conv.input) < 3 or old_step == new_step:
+        return
+    bdq = ix.producer.get(conv.input[2])
+    if bdq is None or bdq.op_type != "DequantizeLinear":
+        return
+    codes, bstep = ix.const(bdq.input[0]), ix.const(bdq.input[1])
+    if codes is None or bstep is None or codes.dtype != np.int32:
+        return
+    value = codes.astype(np.float64) * bstep.astype(np.float64)
+    nstep = bstep.astype(np.float64) * (new_step / old_step)
+    ncodes = np.clip(np.round(value / nstep), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+    base = bdq.output[0]
+    bdq.input[0] = const(f"{base}.i32r", ncodes)
+    bdq.input[1] = const(f"{base}.scale_r", nstep.astype(np.float32))
