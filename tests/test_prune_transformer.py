@@ -163,3 +163,47 @@ def test_task_loss_criterion_and_its_errors(tmp_path):
                          "criterion: distill_loss) }", None)
     _, notes = _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.25) }", None)
     assert any("ranked by weight magnitude" in n for n in notes)
+
+
+def test_gradient_criterion_is_the_head_mask_gradient(tmp_path):
+    """criterion gradient (ACT's): |dL/dmask| of each head from Paddle's backward equals the
+    finite difference of the task loss when the head's output is scaled; at 0.5 it ranks at
+    least as well as magnitude (measured 98.75% vs 90.50% before fine-tuning)."""
+    pytest.importorskip("paddle")
+    from actc.data import open_dataset
+    from actc.prune.heads import gradient_scores, head_units
+    from actc.runtime.executor import Runner
+
+    program, _ = load_model(FIXTURE)
+    data = open_dataset(str(FIXTURE / "train.npz"), program)
+    a = find_attention(program)[0]
+    (scores,), n = gradient_scores(program, data, [head_units(a)], 32, 1)
+    assert n == 32 and scores.shape == (4,)
+    batch = next(iter(data.batches(32, 1)))
+    runner = Runner(program)
+    w = np.asarray(program.params[a.out_weight].array, dtype=np.float32)
+
+    def loss(h, scale):
+        scaled = w.copy()
+        scaled[h * a.head_dim:(h + 1) * a.head_dim] *= scale
+        runner.set_param(a.out_weight, scaled)
+        (out,) = runner.run(batch.feed)
+        out = out.astype(np.float64)
+        out -= out.max(1, keepdims=True)
+        logp = out - np.log(np.exp(out).sum(1, keepdims=True))
+        return -logp[np.arange(len(batch.label)), batch.label.reshape(-1)].mean()
+
+    eps = 1e-2
+    numeric = [abs(loss(h, 1 + eps) - loss(h, 1 - eps)) / (2 * eps) for h in range(4)]
+    np.testing.assert_allclose(scores, numeric, rtol=0.05, atol=1e-6)
+    mag, _ = _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.5, "
+                              "criterion: magnitude) }", str(FIXTURE / "train.npz"))
+    grad, notes = _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.5, "
+                                   "criterion: gradient) }", str(FIXTURE / "train.npz"))
+    assert grad >= mag, (grad, mag)
+    assert sum("|dL/dmask| of the task loss" in n for n in notes) == 2
+    with np.load(FIXTURE / "train.npz") as z:
+        np.savez(tmp_path / "tokens.npz", tokens=z["tokens"])
+    with pytest.raises(ActcError, match="criterion gradient needs labels"):
+        _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.5, "
+                         "criterion: gradient) }", str(tmp_path / "tokens.npz"))

@@ -707,22 +707,25 @@ def _pass_data(ev):
 
 @primitive
 def transformer_prune_plan(ev, ratio: "float", criterion: "str" = "magnitude",
-                           batches: "int" = 4) -> "mapping":
+                           batches: "int" = None) -> "mapping":
     """Attention heads and feed-forward neurons (channel groups of the linear layers) removed
     at ``ratio``, ranked by ``criterion``: magnitude (weight L1, no data); distill_loss / task_loss
     (forward only: the increase of the distillation loss to the unpruned output, or of the
     task's cross-entropy on the labels, when each head / neuron alone is removed, measured on
-    ``batches`` batches of 32); auto (distill_loss when there is data, else magnitude). The
-    same edit plan as channel_prune_plan."""
+    ``batches`` batches of 32); gradient (ACT's: |d task loss / d mask| summed over the
+    batches, one backward per batch); auto (distill_loss when there is data, else
+    magnitude). The same edit plan as channel_prune_plan."""
     from actc.data import open_dataset
     from actc.errors import ActcError
     from actc.prune.channels import plan
     from actc.prune.groups import channel_groups
-    from actc.prune.heads import AblationLoss, find_attention, head_plan, head_units, \
-        neuron_units
+    from actc.prune.heads import AblationLoss, find_attention, gradient_scores, head_plan, \
+        head_units, neuron_units
 
     program = _program(ev)
     criterion, r = str(criterion), float(ratio)
+    if batches is None:
+        batches = 32 if criterion == "gradient" else 4
     blocks = find_attention(program)
     if not blocks:
         raise ActcError("prune_transformer: no multi-head attention found (softmax between "
@@ -732,7 +735,7 @@ def transformer_prune_plan(ev, ratio: "float", criterion: "str" = "magnitude",
     ffn = {g.root_param for g in ffn_groups}
     source = _pass_data(ev) if criterion != "magnitude" else None
     notes = []
-    if criterion in ("distill_loss", "task_loss") and source is None:
+    if criterion in ("distill_loss", "task_loss", "gradient") and source is None:
         raise ActcError(f"prune_transformer: criterion {criterion} needs data: pass --data "
                         "FILE.npz (or use criterion: magnitude)")
     if criterion == "auto" and source is None:
@@ -741,9 +744,22 @@ def transformer_prune_plan(ev, ratio: "float", criterion: "str" = "magnitude",
     how, ffn_how = "weight magnitude", None
     if source is not None:
         data = open_dataset(source, program)
-        if criterion == "task_loss" and not data.has_labels:
-            raise ActcError("prune_transformer: criterion task_loss needs labels in the data "
-                            "(a 'label' array); criterion distill_loss needs none")
+        if criterion in ("task_loss", "gradient") and not data.has_labels:
+            raise ActcError(f"prune_transformer: criterion {criterion} needs labels in the "
+                            "data (a 'label' array); criterion distill_loss needs none")
+    if source is not None and criterion == "gradient":
+        units = [head_units(a) for a in blocks] + [neuron_units(g) for g in ffn_groups]
+        scores, samples = gradient_scores(program, data, units, 32, int(batches),
+                                          getattr(ev.ctx, "device", None))
+        head_scores = scores[:len(blocks)]
+        ffn_scores = {g.root_param: s for g, s in zip(ffn_groups, scores[len(blocks):])}
+        how = ffn_how = f"|task loss gradient of a mask| on {samples} samples"
+        for a, s in zip(blocks, head_scores):
+            ranked = np.argsort(-s, kind="stable")
+            notes.append(f"head ranking at {a.softmax.output('Out')[0]} (|dL/dmask| of the "
+                         "task loss, ACT's criterion): " +
+                         ", ".join(f"{int(h)} {s[h]:.4g}" for h in ranked))
+    elif source is not None:
         loss = AblationLoss(program, data, 32, int(batches), getattr(ev.ctx, "device", None),
                             task=criterion == "task_loss")
         if criterion == "task_loss" and not loss.labels:

@@ -257,3 +257,74 @@ class AblationLoss:
         finally:
             for n, a in saved.items():
                 self.runner.set_param(n, a)
+
+
+def gradient_scores(program: Program, dataset, unit_sets: list[list], batch_size: int,
+                    batch_nums: int, device: str | None = None) -> tuple[list, int]:
+    """ACT's TransformerPrune criterion: per unit, the sum over batches of |dL/dm|, where m
+    would multiply the unit's output and L is the task's cross-entropy on the labels. A
+    unit's output enters the model only through its slices of the next projection, so
+    dL/dm = sum over those slices of W * dL/dW: the gradients of the projection weights
+    (Paddle's backward through the program as the train stage prepares it, dropout off).
+    Returns the scores (one array per unit set) and the number of samples."""
+    from actc.dsl.compiler import compile_source
+    from actc.dsl.pipeline import PipelineContext, run_pipeline
+    from actc.runtime.paddle_env import import_paddle, resolve_place, set_forward_only
+    from actc.train.prepare import prepare
+
+    copy = program.clone()
+    ctx = PipelineContext(program=copy)
+    run_pipeline(compile_source("recipe g() { task_loss() }", "<head gradients>",
+                                program=copy), ctx)
+    spec = prepare(ctx.program)
+    for op in spec.program.ops("dropout"):
+        op.set_attr("is_test", True)
+    paddle = import_paddle()
+    from paddle.base import unique_name
+
+    main = paddle.static.Program.parse_from_string(spec.program.to_bytes())
+    for op in main.global_block().ops:
+        op.desc.check_attrs()
+    names = sorted({name for units in unit_sets for u in units for name, _, _ in u})
+    with paddle.static.program_guard(main), \
+            unique_name.guard(unique_name.UniqueNameGenerator("actc_")):
+        block = main.global_block()
+        loss = block.var(spec.losses[0])
+        grads = dict(paddle.static.append_backward(
+            loss, parameter_list=[block.var(n) for n in names]))
+    fetch = [grads[block.var(n)] for n in names]
+    place = resolve_place(device)
+    scope = paddle.static.Scope()
+    for name, tensor in ctx.program.params.items():
+        scope.var(name).get_tensor().set(np.asarray(tensor.array), place)
+    exe = paddle.static.Executor(place)
+    weights = {n: np.asarray(program.params[n].array, dtype=np.float64) for n in names}
+    onednn = paddle.get_flags(["FLAGS_use_mkldnn"])["FLAGS_use_mkldnn"]
+    set_forward_only(False)  # oneDNN breaks grad kernels (PADDLE_NOTES)
+    try:
+        return _accumulate(paddle, exe, main, scope, spec.label, fetch, names, weights,
+                           dataset, unit_sets, batch_size, batch_nums)
+    finally:
+        set_forward_only(bool(onednn))
+
+
+def _accumulate(paddle, exe, main, scope, label, fetch, names, weights, dataset, unit_sets,
+                batch_size, batch_nums):
+    scores = [np.zeros(len(units)) for units in unit_sets]
+    seen = 0
+    for batch in dataset.batches(batch_size, batch_nums):
+        if batch.label is None:
+            raise ActcError("prune_transformer: criterion gradient needs labels in the data")
+        feed = dict(batch.feed)
+        feed[label] = batch.label.reshape(-1, 1).astype("int64")
+        with paddle.static.scope_guard(scope):
+            got = exe.run(main, feed=feed, fetch_list=fetch, scope=scope)
+        prod = {n: weights[n] * np.asarray(g, dtype=np.float64) for n, g in zip(names, got)}
+        for k, units in enumerate(unit_sets):
+            for i, unit in enumerate(units):
+                d = sum(float(np.moveaxis(prod[n], axis, 0)[idx].sum()) for n, axis, idx in unit)
+                scores[k][i] += abs(d)
+        seen += len(batch)
+    if not seen:
+        raise ActcError("prune_transformer: criterion gradient: the data holds no batch")
+    return scores, seen
