@@ -207,3 +207,15 @@ def test_gradient_criterion_is_the_head_mask_gradient(tmp_path):
     with pytest.raises(ActcError, match="criterion gradient needs labels"):
         _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.5, "
                          "criterion: gradient) }", str(tmp_path / "tokens.npz"))
+
+
+def test_too_many_neurons_to_ablate_fall_back_to_magnitude(tmp_path, monkeypatch):
+    pytest.importorskip("paddle")
+    import actc.dsl.primitives as prims
+
+    monkeypatch.setattr(prims, "MAX_ABLATED_NEURONS", 100)  # the fixture has 2 x 64
+    _, notes = _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.5) }",
+                                str(FIXTURE / "train.npz"))
+    text = "\n".join(notes)
+    assert "128 feed-forward neurons are more than 100" in text
+    assert "linear_4.w_0: 64 -> 32 channels (l1_norm)" in text and "head ranking at" in text

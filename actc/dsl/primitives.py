@@ -705,6 +705,9 @@ def _pass_data(ev):
     return source
 
 
+MAX_ABLATED_NEURONS = 4096  # distill_loss/task_loss: one forward pass per neuron and batch
+
+
 @primitive
 def transformer_prune_plan(ev, ratio: "float", criterion: "str" = "magnitude",
                            batches: "int" = None) -> "mapping":
@@ -766,9 +769,16 @@ def transformer_prune_plan(ev, ratio: "float", criterion: "str" = "magnitude",
             raise ActcError("prune_transformer: criterion task_loss: the first output is not "
                             "[batch, classes] logits matching the labels")
         head_scores = [np.array([loss.increase(u) for u in head_units(a)]) for a in blocks]
-        ffn_scores = {g.root_param: np.array([loss.increase(u) for u in neuron_units(g)])
-                      for g in ffn_groups}
         how = ffn_how = f"{loss.kind} on {loss.samples} samples"
+        neurons = sum(g.size for g in ffn_groups)
+        if neurons <= MAX_ABLATED_NEURONS:
+            ffn_scores = {g.root_param: np.array([loss.increase(u) for u in neuron_units(g)])
+                          for g in ffn_groups}
+        else:  # one forward per neuron would take too long: FFN widths by weight magnitude
+            ffn_how = None
+            notes.append(f"{neurons} feed-forward neurons are more than {MAX_ABLATED_NEURONS} "
+                         "to remove one at a time: they are ranked by l1_norm (criterion "
+                         "gradient ranks them from data in one backward per batch)")
         for a, s in zip(blocks, head_scores):
             ranked = np.argsort(-s, kind="stable")
             notes.append(f"head ranking at {a.softmax.output('Out')[0]} ({loss.kind} increase "
