@@ -163,6 +163,8 @@ def test_task_loss_criterion_and_its_errors(tmp_path):
                          "criterion: distill_loss) }", None)
     _, notes = _pruned_accuracy(tmp_path, "recipe m() { prune_transformer(ratio: 0.25) }", None)
     assert any("ranked by weight magnitude" in n for n in notes)
+    with pytest.raises(ActcError, match="prune_transformer: give ratio"):
+        _pruned_accuracy(tmp_path, "recipe m() { prune_transformer() }", None)
 
 
 def test_gradient_criterion_is_the_head_mask_gradient(tmp_path):

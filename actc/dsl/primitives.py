@@ -726,6 +726,8 @@ def transformer_prune_plan(ev, ratio: "float", criterion: "str" = "magnitude",
         head_units, neuron_units
 
     program = _program(ev)
+    if ratio is None:
+        raise ActcError("prune_transformer: give ratio (e.g. prune_transformer(ratio: 0.25))")
     criterion, r = str(criterion), float(ratio)
     if batches is None:
         batches = 32 if criterion == "gradient" else 4
