@@ -265,3 +265,96 @@ def test_bench_onnx(compiled, tmp_path, capsys):
                                       "intra_op_num_threads=1") for r in rows)
     assert "calibrated on" in rows[1]["config"]
     assert 0 < rows[1]["batches"]["2"]["median_ms"] <= rows[1]["batches"]["2"]["p90_ms"]
+
+
+# ------------------------------------------------------------ converters the corpus lacks
+def synthetic() -> "Program":
+    """Ops the corpus does not use (or uses with other attrs), chained through the IR API:
+    activations, scale before bias, dropout downgrade_in_infer, channel-axis and axis-0
+    broadcasts, shuffle_channel, adaptive pooling, transposed matmuls, split with -1, squeeze,
+    unsqueeze, concat, slice, reduce_mean, softmax on a middle axis, flatten of a middle range."""
+    from actc.ir.program import Program
+    from actc.proto import framework_pb2 as fpb
+
+    rng = np.random.default_rng(1)
+    desc = fpb.ProgramDesc(); desc.blocks.add(idx=0, parent_idx=-1)
+    p = Program(desc)
+    p.add_var("feed", var_type=fpb.VarType.FEED_MINIBATCH, persistable=True)
+    p.add_var("fetch", var_type=fpb.VarType.FETCH_LIST, persistable=True)
+    def v(name, shape): return p.add_var(name, shape=shape).name
+    def w(name, arr): return p.add_var(name, data=np.asarray(arr, np.float32)).name
+    x = v("x", [-1, 4, 6, 6])
+    p.new_op("feed", {"X": ["feed"]}, {"Out": [x]}, {"col": 0})
+    chain = [("hard_swish", {}), ("hard_sigmoid", {"slope": 0.2, "offset": 0.5}),
+             ("gelu", {"approximate": False}), ("swish", {"beta": 1.0}),
+             ("relu6", {"threshold": 6.0}), ("leaky_relu", {"alpha": 0.1}),
+             ("scale", {"scale": 2.0, "bias": 0.5, "bias_after_scale": False}),
+             ("dropout", {"dropout_prob": 0.25, "dropout_implementation": "downgrade_in_infer",
+                          "is_test": True})]
+    cur = x
+    for i, (t, attrs) in enumerate(chain):
+        out = v(f"a{i}", [-1, 4, 6, 6])
+        p.new_op(t, {"X": [cur]}, {"Out": [out]}, attrs)
+        cur = out
+    e = v("e", [-1, 4, 6, 6])
+    p.new_op("elementwise_mul", {"X": [cur], "Y": [w("y1", rng.standard_normal(4))]},
+             {"Out": [e]}, {"axis": 1})
+    sh = v("sh", [-1, 4, 6, 6])
+    p.new_op("shuffle_channel", {"X": [e]}, {"Out": [sh]}, {"group": 2})
+    pooled = v("pooled", [-1, 4, 3, 3])
+    p.new_op("pool2d", {"X": [sh]}, {"Out": [pooled]},
+             {"pooling_type": "avg", "ksize": [3, 3], "adaptive": True, "strides": [1, 1],
+              "paddings": [0, 0]})
+    r = v("r", [-1, 4, 9])
+    p.new_op("reshape2", {"X": [pooled]}, {"Out": [r], "XShape": [v("rx", [0, -1, 4, 3, 3])]},
+             {"shape": [0, 4, 9]})
+    t = v("t", [-1, 9, 4])
+    p.new_op("transpose2", {"X": [r]}, {"Out": [t], "XShape": [v("tx", [0, -1, 4, 9])]},
+             {"axis": [0, 2, 1]})
+    m = v("m", [-1, 4, 4])
+    p.new_op("matmul_v2", {"X": [t], "Y": [t]}, {"Out": [m]}, {"trans_x": True, "trans_y": False})
+    s0, s1 = v("s0", [-1, 4, 1]), v("s1", [-1, 4, 3])
+    p.new_op("split", {"X": [m]}, {"Out": [s0, s1]}, {"axis": 2, "sections": [1, -1], "num": 0})
+    q = v("q", [-1, 4])
+    p.new_op("squeeze2", {"X": [s0]}, {"Out": [q], "XShape": [v("qx", [0, -1, 4, 1])]},
+             {"axes": [2]})
+    u = v("u", [-1, 4, 1])
+    p.new_op("unsqueeze2", {"X": [q]}, {"Out": [u], "XShape": [v("ux", [0, -1, 4])]},
+             {"axes": [2]})
+    c = v("c", [-1, 4, 4])
+    p.new_op("concat", {"X": [u, s1]}, {"Out": [c]}, {"axis": 2})
+    sl = v("sl", [-1, 2, 4])
+    p.new_op("slice", {"Input": [c]}, {"Out": [sl]},
+             {"axes": [1], "starts": [1], "ends": [3], "decrease_axis": [], "infer_flags": [1]})
+    rm = v("rm", [-1, 2])
+    p.new_op("reduce_mean", {"X": [sl]}, {"Out": [rm]}, {"dim": [2], "keep_dim": False,
+                                                        "reduce_all": False})
+    d = v("d", [-1, 2, 4])
+    p.new_op("elementwise_sub", {"X": [sl], "Y": [rm]}, {"Out": [d]}, {"axis": 0})
+    sm = v("sm", [-1, 2, 4])
+    p.new_op("softmax", {"X": [d]}, {"Out": [sm]}, {"axis": 1})
+    th = v("th", [-1, 2, 4])
+    p.new_op("tanh", {"X": [sm]}, {"Out": [th]})
+    f = v("f", [-1, 8])
+    p.new_op("flatten_contiguous_range", {"X": [th]}, {"Out": [f], "XShape": [v("fx", [0, -1, 2, 4])]},
+             {"start_axis": 1, "stop_axis": 2})
+    o = v("o", [-1, 3])
+    p.new_op("matmul", {"X": [f], "Y": [w("w2", rng.standard_normal((3, 8)))]}, {"Out": [o]},
+             {"transpose_X": False, "transpose_Y": True, "alpha": 0.5})
+    o2 = v("o2", [-1, 3])
+    p.new_op("sigmoid", {"X": [o]}, {"Out": [o2]})
+    p.new_op("fetch", {"X": [o2]}, {"Out": ["fetch"]}, {"col": 0})
+    p.new_op("fetch", {"X": [sl]}, {"Out": ["fetch"]}, {"col": 1})
+    return p
+
+
+@pytest.mark.paddle
+def test_synthetic_ops_match_paddle():
+    pytest.importorskip("paddle")
+    p = synthetic()
+    x = np.random.default_rng(0).standard_normal((2, 4, 6, 6)).astype("float32") * 2
+    want = paddle_run(p, {"x": x})
+    got = session(to_onnx_bytes(p)).run(None, {"x": x})
+    for w, g in zip(want, got):
+        assert g.shape == w.shape
+        assert np.abs(w - g).max() / np.abs(w).max() < 1e-4
