@@ -581,15 +581,9 @@ def ops_with_attr(ev, name: "str") -> "list":
 @primitive
 def training_labels(ev) -> "bool":
     """Does the training data (--data, else calib.npz beside the model) carry labels?"""
-    from pathlib import Path
-
     from actc.data import open_dataset
 
-    ctx = ev.ctx
-    source = getattr(ctx, "data", None)
-    if source is None and getattr(ctx, "source", None) is not None:
-        candidate = Path(ctx.source.directory) / "calib.npz"
-        source = str(candidate) if candidate.is_file() else None
+    source = _pass_data(ev)
     if source is None:
         return False
     data = open_dataset(source, _program(ev))
@@ -705,6 +699,16 @@ def _pass_data(ev):
     return source
 
 
+def _head_rankings(blocks, scores, what: str, sign: str) -> list[str]:
+    """One line per attention block: its heads, most important first, with their scores."""
+    lines = []
+    for a, s in zip(blocks, scores):
+        ranked = np.argsort(-s, kind="stable")
+        lines.append(f"head ranking at {a.softmax.output('Out')[0]} ({what}): " +
+                     ", ".join(f"{int(h)} {s[h]:{sign}.4g}" for h in ranked))
+    return lines
+
+
 MAX_ABLATED_NEURONS = 4096  # distill_loss/task_loss: one forward pass per neuron and batch
 
 
@@ -759,11 +763,8 @@ def transformer_prune_plan(ev, ratio: "float", criterion: "str" = "magnitude",
         head_scores = scores[:len(blocks)]
         ffn_scores = {g.root_param: s for g, s in zip(ffn_groups, scores[len(blocks):])}
         how = ffn_how = f"|task loss gradient of a mask| on {samples} samples"
-        for a, s in zip(blocks, head_scores):
-            ranked = np.argsort(-s, kind="stable")
-            notes.append(f"head ranking at {a.softmax.output('Out')[0]} (|dL/dmask| of the "
-                         "task loss, ACT's criterion): " +
-                         ", ".join(f"{int(h)} {s[h]:.4g}" for h in ranked))
+        notes += _head_rankings(blocks, head_scores, "|dL/dmask| of the task loss, ACT's "
+                                "criterion", "")
     elif source is not None:
         loss = AblationLoss(program, data, 32, int(batches), getattr(ev.ctx, "device", None),
                             task=criterion == "task_loss")
@@ -781,11 +782,8 @@ def transformer_prune_plan(ev, ratio: "float", criterion: "str" = "magnitude",
             notes.append(f"{neurons} feed-forward neurons are more than {MAX_ABLATED_NEURONS} "
                          "to remove one at a time: they are ranked by l1_norm (criterion "
                          "gradient ranks them from data in one backward per batch)")
-        for a, s in zip(blocks, head_scores):
-            ranked = np.argsort(-s, kind="stable")
-            notes.append(f"head ranking at {a.softmax.output('Out')[0]} ({loss.kind} increase "
-                         "when removed alone): " +
-                         ", ".join(f"{int(h)} {s[h]:+.4g}" for h in ranked))
+        notes += _head_rankings(blocks, head_scores, f"{loss.kind} increase when removed "
+                                "alone", "+")
     heads = head_plan(program, r, head_scores, how)
     edits = plan(program, ffn, r, "l1_norm", 1, False, ffn_scores, ffn_how) if ffn else \
         {"params": [], "vars": [], "attrs": [], "report": ["no feed-forward block to prune"],

@@ -200,8 +200,9 @@ class AblationLoss:
     by the task loss's sensitivity to a head mask, through its gradient; this measures the
     sensitivity itself). Otherwise the distillation loss against the unpruned model's output:
     soft-label KL(teacher || student) when the output is [batch, classes], else the mean
-    squared error (ACT's l2), so no labels are needed. Each trial zeroes slices of weights in the scope of one Paddle program
-    (no graph change, no backward), which computes exactly what the pruned model computes."""
+    squared error (ACT's l2), so no labels are needed. Each trial zeroes slices of weights in
+    the scope of one Paddle program (no graph change, no backward), which computes exactly
+    what the pruned model computes."""
 
     def __init__(self, program: Program, dataset, batch_size: int, batch_nums: int,
                  device: str | None = None, task: bool = False):
@@ -212,14 +213,14 @@ class AblationLoss:
         self.output = program.fetch_names()[0]
         self.batches = list(dataset.batches(batch_size, batch_nums))
         if not self.batches:
-            raise ActcError("prune_transformer: criterion loss: the data holds no batch")
+            raise ActcError("prune_transformer: the data holds no batch to rank heads on")
         self.samples = sum(len(b) for b in self.batches)
         self.reference = [self._forward(b) for b in self.batches]
         first = self.reference[0]
-        self.labels = task and all(b.label is not None for b in self.batches) and first.ndim == 2 and \
-            all(b.label.reshape(-1).shape[0] == r.shape[0] and
-                0 <= int(b.label.min()) and int(b.label.max()) < r.shape[1]
-                for b, r in zip(self.batches, self.reference))
+        self.labels = task and first.ndim == 2 and all(
+            b.label is not None and b.label.reshape(-1).shape[0] == r.shape[0] and
+            0 <= int(b.label.min()) and int(b.label.max()) < r.shape[1]
+            for b, r in zip(self.batches, self.reference))
         self.soft = not self.labels and first.ndim == 2
         self.kind = "task loss (cross-entropy)" if self.labels else \
             "distillation loss (soft-label KL to the unpruned output)" if self.soft else \
