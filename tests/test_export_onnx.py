@@ -176,6 +176,23 @@ def test_completed_qdq_runs_integer_kernels(compiled, tmp_path):
 
 
 @pytest.mark.paddle
+def test_int8_transformer_same_snr_as_paddle(tmp_path):
+    """Quantized matmul_v2 (per-column int8 weights, axis 1, trans_y) on the encoder."""
+    out = tmp_path / "tq"
+    assert main(["compile", str(FIXTURE), "--recipe", "ptq", "--data",
+                 str(FIXTURE / "train.npz"), "-o", str(out), "-q", "--no-eval"]) == 0
+    with np.load(FIXTURE / "test.npz") as z:
+        x, y = z["tokens"][:200], z["label"][:200]
+    fp32, _ = load_model(FIXTURE)
+    int8, _ = load_model(out)
+    ref = paddle_run(fp32, {"tokens": x})[0]
+    paddle_q = paddle_run(int8, {"tokens": x})[0]
+    exact = session(to_onnx_bytes(int8)).run(None, {"tokens": x})[0]
+    assert abs(snr_db(ref, exact) - snr_db(ref, paddle_q)) < 0.5
+    assert (exact.argmax(1) == y).mean() == (paddle_q.argmax(1) == y).mean()
+
+
+@pytest.mark.paddle
 @pytest.mark.parametrize("recipe", ["prune_channels", "sparsify"])
 def test_pruned_matches_paddle(compiled, recipe):
     program, _ = load_model(compiled[recipe])

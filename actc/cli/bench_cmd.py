@@ -59,8 +59,8 @@ def _exported(program, files, out, data):
         return out, "; exported fp32"
     if summary.completed:
         return out, f"; exported int8 QDQ, conv/add outputs calibrated on {data}"
-    return out, ("; exported int8 QDQ mirroring Paddle (float conv outputs: pass --data to "
-                 "quantize them for QLinearConv)")
+    return out, ("; exported int8 QDQ mirroring Paddle (float conv/matmul outputs: pass --data "
+                 "to quantize them for onnxruntime's integer kernels)")
 
 
 def run(args) -> int:

@@ -60,7 +60,8 @@ def run(args) -> int:
               f"the scale of the activation after them, {c['reused']} sharing Paddle's "
               f"quantizer, {c['calibrated']} calibrated on {args.data}")
     elif summary.quantized and not args.data:
-        print("  note: Paddle's quantizers are mirrored exactly; conv outputs stay float, so "
-              "onnxruntime runs float convs. Pass --data CALIB.npz for QLinearConv (fast)")
+        print("  note: Paddle's quantizers are mirrored exactly; conv/matmul outputs stay float, "
+              "so onnxruntime runs them as float ops. Pass --data CALIB.npz for its integer "
+              "kernels (QLinearConv, QLinearMatMul: fast)")
     return 0
 
