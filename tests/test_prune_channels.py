@@ -154,37 +154,19 @@ def test_prune_and_fine_tune_on_the_example(tmp_path, capsys, example_dir, how, 
 def test_split_and_concat_groups_on_a_model_paddle_exports(tmp_path):
     """conv -> split -> two convs -> concat -> conv: offsets map channels both ways."""
     pytest.importorskip("paddle")
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
-    script = textwrap.dedent(f"""
-        import os
-        os.environ["FLAGS_enable_pir_api"] = "0"
-        import paddle, paddle.nn as nn
-        paddle.seed(0)
-        class Net(nn.Layer):
-            def __init__(self):
-                super().__init__()
-                self.stem = nn.Conv2D(3, 12, 3, padding=1)
-                self.a = nn.Conv2D(4, 6, 3, padding=1)
-                self.b = nn.Conv2D(8, 10, 1)
-                self.head = nn.Conv2D(16, 5, 1)
-            def forward(self, x):
-                y = paddle.nn.functional.relu(self.stem(x))
-                p, q = paddle.split(y, [4, 8], axis=1)
-                z = paddle.concat([self.a(p), self.b(q)], axis=1)
-                return self.head(paddle.nn.functional.relu(z))
-        net = Net()
-        net.eval()
-        paddle.jit.save(net, r"{tmp_path / 'net' / 'model'}",
-                        input_spec=[paddle.static.InputSpec([None, 3, 8, 8], "float32", "x")])
+    export_net(tmp_path / "net", """
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2D(3, 12, 3, padding=1)
+        self.a = nn.Conv2D(4, 6, 3, padding=1)
+        self.b = nn.Conv2D(8, 10, 1)
+        self.head = nn.Conv2D(16, 5, 1)
+    def forward(self, x):
+        y = paddle.nn.functional.relu(self.stem(x))
+        p, q = paddle.split(y, [4, 8], axis=1)
+        z = paddle.concat([self.a(p), self.b(q)], axis=1)
+        return self.head(paddle.nn.functional.relu(z))
     """)
-    env = dict(os.environ, FLAGS_enable_pir_api="0")
-    path = tmp_path / "export.py"  # dy2static reads the model's source: a file, not -c
-    path.write_text(script)
-    subprocess.run([sys.executable, str(path)], check=True, env=env, capture_output=True)
     from actc.dsl.evaluate import Evaluator
     from actc.dsl.parser import parse_expr
     from actc.dsl.primitives import channel_prune_plan
@@ -307,6 +289,26 @@ def test_channel_shuffle_groups_are_pruned(corpus, tmp_path):
     np.testing.assert_allclose(inferred, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max()))
 
 
+def export_net(out, layer_body: str, shape=(3, 8, 8)) -> None:
+    """Export `class Net(nn.Layer)` with this body (methods at 4 spaces) with Paddle's
+    jit.save in the legacy format, in a subprocess (dy2static reads the source: a file)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    body = textwrap.indent(textwrap.dedent(layer_body).strip("\n"), "    ")
+    script = (f"import os\nos.environ['FLAGS_enable_pir_api'] = '0'\n"
+              f"import paddle, paddle.nn as nn\npaddle.seed(0)\nclass Net(nn.Layer):\n"
+              f"{body}\nnet = Net()\nnet.eval()\n"
+              f"paddle.jit.save(net, r'{out / 'model'}', input_spec=[paddle.static.InputSpec("
+              f"[None, {', '.join(map(str, shape))}], 'float32', 'x')])\n")
+    path = out.parent / f"export_{out.name}.py"
+    path.write_text(script)
+    subprocess.run([sys.executable, str(path)], check=True, capture_output=True,
+                   env=dict(os.environ, FLAGS_enable_pir_api="0"))
+
+
 def json_list(names):
     import json
     return json.dumps(list(names))
@@ -316,35 +318,17 @@ def test_channel_shuffle_op(tmp_path):
     """paddle.nn.functional.channel_shuffle exports a channel_shuffle op: the two convs whose
     outputs it shuffles join one group and lose the same channels; pruned == masked."""
     pytest.importorskip("paddle")
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
-    script = textwrap.dedent(f"""
-        import os
-        os.environ["FLAGS_enable_pir_api"] = "0"
-        import paddle, paddle.nn as nn
-        paddle.seed(0)
-        class Net(nn.Layer):
-            def __init__(self):
-                super().__init__()
-                self.a = nn.Conv2D(3, 6, 3, padding=1)
-                self.b = nn.Conv2D(3, 6, 1)
-                self.head = nn.Conv2D(12, 5, 1)
-            def forward(self, x):
-                z = paddle.concat([self.a(x), self.b(x)], axis=1)
-                z = paddle.nn.functional.channel_shuffle(paddle.nn.functional.relu(z), 2)
-                return self.head(z)
-        net = Net()
-        net.eval()
-        paddle.jit.save(net, r"{tmp_path / 'net' / 'model'}",
-                        input_spec=[paddle.static.InputSpec([None, 3, 8, 8], "float32", "x")])
+    export_net(tmp_path / "net", """
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2D(3, 6, 3, padding=1)
+        self.b = nn.Conv2D(3, 6, 1)
+        self.head = nn.Conv2D(12, 5, 1)
+    def forward(self, x):
+        z = paddle.concat([self.a(x), self.b(x)], axis=1)
+        z = paddle.nn.functional.channel_shuffle(paddle.nn.functional.relu(z), 2)
+        return self.head(z)
     """)
-    path = tmp_path / "export.py"
-    path.write_text(script)
-    subprocess.run([sys.executable, str(path)], check=True, capture_output=True,
-                   env=dict(os.environ, FLAGS_enable_pir_api="0"))
     from actc.dsl.evaluate import Evaluator
     from actc.dsl.parser import parse_expr
     from actc.dsl.primitives import channel_prune_plan
