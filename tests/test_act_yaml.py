@@ -188,15 +188,12 @@ def test_quant_post_keys_and_recon():
     assert st["quantize"]["format"] == "fake"
 
 
-def test_region_wise_is_refused_at_its_value():
-    # ACT accepts it; actc only reconstructs layer by layer, and the value changes the model.
-    assert err("""
-        QuantPost:
-          recon_level: region-wise
-          regions: [[a.tmp_0, b.tmp_0]]
-    """) == ("c.yaml:3:16: error: QuantPost.recon_level: 'region-wise' is accepted by ACT but "
-             "actc cannot do it: actc reconstructs layer by layer only (joint reconstruction "
-             "of several layers is not implemented); use layer-wise")
+def test_region_wise_lowers_with_or_without_regions():
+    given = "QuantPost:\n  recon_level: region-wise\n  regions: [[a.tmp_0, b.tmp_0]]\n"
+    automatic = "QuantPost:\n  recon_level: region-wise\n"
+    for text, regions in ((given, [["a.tmp_0", "b.tmp_0"]]), (automatic, None)):
+        c = dict(steps(text))["calibrate"]
+        assert c["recon_level"] == Enum("region_wise") and c.get("regions") == regions
 
 
 def test_hpo_keys():

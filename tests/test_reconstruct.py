@@ -141,12 +141,6 @@ def test_runtime(reconstructed):
     assert seconds < 30.0
 
 
-def test_region_wise_rejected(example_dir):
-    with pytest.raises(ActcError, match="layer_wise"):
-        run_recipe(example_dir, convert=False,
-                   recon=RECON.replace("layer_wise", "region_wise"))
-
-
 def test_bias_correction_after_reconstruction_corrects_toward_float(example_dir, monkeypatch):
     """Reconstruction writes rounded weights over the float ones; bias correction must still
     measure the shift against the true float model (issue: its reference carried 4-bit

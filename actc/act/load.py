@@ -678,9 +678,6 @@ class _Loader:
                                "MultiTeacherDistillation exclude each other: keep one")
         if "QuantPost" in s:
             qp = s["QuantPost"]
-            if qp["recon_level"] == "region-wise" and not qp["regions"]:
-                raise self._err_at("QuantPost", "recon_level", "QuantPost.recon_level "
-                                   "region-wise needs regions (a list of [input, output] pairs)")
             for i, r in enumerate(qp["regions"] or []):
                 if not (isinstance(r, list) and len(r) == 2):
                     raise self._err_at("QuantPost", "regions", f"QuantPost.regions[{i}]: expected "

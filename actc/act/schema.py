@@ -140,11 +140,10 @@ _PTQ_ONLY = _keys(
     K("bias_correction", "bool", False, "apply bias correction after quantizing weights"),
     K("recon_level", "str|null", None,
       "reconstruction after calibration: layer-wise, region-wise (uses regions) or null (none)",
-      choices=RECON_LEVELS,
-      refused={"region-wise": "actc reconstructs layer by layer only (joint reconstruction of "
-                              "several layers is not implemented); use layer-wise"}),
+      choices=RECON_LEVELS),
     K("regions", "list|null", None,
-      "for region-wise reconstruction: a list of [input var, output var] pairs", items=("list",)),
+      "for region-wise reconstruction: a list of [input var, output var] pairs (null: the "
+      "program's blocks)", items=("list",)),
     K("region_weights_names", "list|null", None,
       "for region-wise reconstruction: the weight names of each region", items=("list",)),
     K("epochs", "int", 20, "reconstruction epochs (batch_nums * batch_size samples each)",
@@ -552,8 +551,10 @@ AUDIT: list[Audit] = [
     Audit("QuantPost", "hist_percent", 0.99, ACTED, "hist_percent: 0.99"),
     Audit("QuantPost", "bias_correction", True, ACTED, "bias_correction: true"),
     Audit("QuantPost", "recon_level", None, ACTED, "calibrate("),
-    *_enum("QuantPost", "recon_level", RECON_LEVELS, shows="recon_level: layer_wise",
-           also={"regions": [["a.tmp_0", "b.tmp_0"]]}),
+    Audit("QuantPost", "recon_level", "layer-wise", ACTED, "recon_level: layer_wise"),
+    Audit("QuantPost", "recon_level", "region-wise", ACTED, "recon_level: region_wise",
+          also={"regions": [["a.tmp_0", "b.tmp_0"]]}),
+    Audit("QuantPost", "recon_level", "region-wise", ACTED, "regions: null"),   # automatic
     Audit("QuantPost", "epochs", 5, ACTED, "epochs: 5", also=_RECON),
     Audit("QuantPost", "lr", 0.01, ACTED, "lr: 0.01", also=_RECON),
     Audit("QuantPost", "simulate_activation_quant", True, ACTED,

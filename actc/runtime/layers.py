@@ -101,28 +101,11 @@ def dygraph(paddle, place):
 
 def forward(paddle, layer: Layer, x, w):
     """The layer's op, in dygraph, with its attributes from the IR."""
-    import paddle.nn.functional as F
+    from actc.runtime.interp import conv2d, matmul
 
-    op = layer.op
-    if op.type in CONV_TYPES:
-        algo = str(op.attr("padding_algorithm", "EXPLICIT") or "EXPLICIT").upper()
-        padding = algo if algo in ("SAME", "VALID") else list(op.attr("paddings", [0, 0]))
-        fmt = str(op.attr("data_format", "NCHW") or "NCHW")
-        fmt = "NCHW" if fmt == "AnyLayout" else fmt
-        groups = int(op.attr("groups", 1) or 1)
-        return F.conv2d(x, w, stride=list(op.attr("strides", [1, 1])), padding=padding,
-                        dilation=list(op.attr("dilations", [1, 1])), groups=groups,
-                        data_format=fmt)
-    if op.type == "matmul_v2":
-        return paddle.matmul(x, w, transpose_x=bool(op.attr("trans_x", False)),
-                             transpose_y=bool(op.attr("trans_y", False)))
-    # mul: flatten X to 2-D at x_num_col_dims, Y at y_num_col_dims
-    xd = int(op.attr("x_num_col_dims", 1))
-    yd = int(op.attr("y_num_col_dims", 1))
-    xs, ws = x.shape, w.shape
-    x2 = x.reshape([int(np.prod(xs[:xd])), int(np.prod(xs[xd:]))])
-    w2 = w.reshape([int(np.prod(ws[:yd])), int(np.prod(ws[yd:]))])
-    return paddle.matmul(x2, w2).reshape(list(xs[:xd]) + list(ws[yd:]))
+    if layer.op.type in CONV_TYPES:
+        return conv2d(paddle, layer.op, x, w)
+    return matmul(paddle, layer.op, x, w)
 
 
 def epilogue_fn(paddle, layer: Layer, ndim: int, to_tensor):

@@ -28,8 +28,7 @@ attributes); nothing is written to the IR until a layer is done. Its weight is t
 the dequantized chosen codes (``codes * s / qmax``, float32) so the QDQ program and
 ``convert`` (``rint(w / s * qmax)``) reproduce exactly those codes; this is checked.
 
-Only ``layer_wise`` is implemented: ``region_wise`` (several layers jointly) would need every
-op between the region boundaries in dygraph and is rejected with an error.
+``region_wise`` (several layers jointly) is :mod:`actc.runtime.reconstruct_region`.
 """
 from __future__ import annotations
 
@@ -68,6 +67,7 @@ class ReconReport:
     layers: list[LayerResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    unit: str = "layers"
 
     def summary(self) -> str:
         learned = sum(1 for r in self.layers if r.kept == "learned")
@@ -76,7 +76,7 @@ class ReconReport:
                             for r in self.layers if r.kept == "learned"] or [0.0])
         else:
             gain = 0.0
-        text = (f"{len(self.layers)} layers reconstructed ({learned} with learned rounding, "
+        text = (f"{len(self.layers)} {self.unit} reconstructed ({learned} with learned rounding, "
                 f"output error -{100 * gain:.0f}% on average vs round-to-nearest) in "
                 f"{self.seconds:.1f} s")
         if self.skipped:
@@ -168,7 +168,7 @@ def reconstruct(program: Program, quantizers: list[Quantizer], dataset, *, batch
                 codes, result = _reconstruct_layer(paddle, program, layer, q_in, f_in, f_out,
                                                    epochs=epochs, lr=lr, reg_lambda=reg_lambda,
                                                    progress=progress)
-            name = _write(program, layer, codes)
+            name = write_codes(program, layer.quantizer, codes)
             if quant_runner is not None:
                 if name == layer.quantizer.tensor:
                     quant_runner.set_param(name, program.params[name].array)
@@ -184,7 +184,7 @@ def reconstruct(program: Program, quantizers: list[Quantizer], dataset, *, batch
     return report
 
 
-def _grid(program: Program, q: Quantizer, w: np.ndarray):
+def weight_grid(program: Program, q: Quantizer, w: np.ndarray):
     """(step broadcast to w, lo, hi) of the weight quantizer's grid."""
     qm = qmax(q.bits)
     scale = np.asarray(program.params[q.scale].array, np.float32).reshape(-1)
@@ -201,24 +201,65 @@ def _grid(program: Program, q: Quantizer, w: np.ndarray):
     return scale.reshape(shape), float(lo), float(qm)
 
 
+class SoftRounding:
+    """One weight's learnable rounding (AdaRound): ``step * clip(floor(w/step) + h(V), lo, hi)``
+    with V starting where h(V) is the fractional part (the soft weight starts at the float
+    weight); the grid is exactly the QDQ ops' (quantize: rint(qmax * (1/s) * w))."""
+
+    def __init__(self, paddle, program: Program, q: Quantizer):
+        self.paddle, self.q = paddle, q
+        w = np.asarray(program.params[q.tensor].array, np.float32)
+        scale, self.lo, self.hi = weight_grid(program, q, w)
+        self.nearest = quantize(w, scale.reshape(-1), q.bits, q.axis if q.axis >= 0 else -1,
+                                int(q.quant_op.attr("round_type", 0) or 0))
+        self.step = (scale / np.float32(qmax(q.bits))).astype(np.float32)
+        ratio = w / self.step
+        self.floor = np.floor(ratio)
+        rest = np.clip(ratio - self.floor, 0.0, 1.0)
+        v0 = -np.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0)
+        self.float_weight = w
+        self.floor_t, self.step_t = _tensor(paddle, self.floor), _tensor(paddle, self.step)
+        self.V = paddle.create_parameter(list(w.shape), "float32",
+                                         default_initializer=paddle.nn.initializer.Assign(
+                                             v0.astype(np.float32)))
+
+    def _h(self):
+        p = self.paddle
+        return p.clip(p.nn.functional.sigmoid(self.V) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+    def weight(self):
+        """The soft-quantized weight (differentiable in V)."""
+        return self.paddle.clip(self.floor_t + self._h(), self.lo, self.hi) * self.step_t
+
+    def regularizer(self, beta: float):
+        """mean(1 - |2h - 1|^beta): pushes every h to 0 or 1."""
+        return (1.0 - (2.0 * self._h() - 1.0).abs().pow(beta)).mean()
+
+    def learned_codes(self) -> np.ndarray:
+        return np.clip(self.floor + (self.V.numpy() >= 0).astype(np.float32), self.lo, self.hi)
+
+    def hard_weight(self, codes: np.ndarray):
+        return _tensor(self.paddle, codes * self.step)
+
+
+def _tensor(paddle, a):
+    return paddle.to_tensor(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def beta_at(it: int, total: int, warm: int) -> float | None:
+    """The regulariser's beta at iteration ``it`` (None during the warm-up: no regulariser)."""
+    if it < warm:
+        return None
+    rel = (it - warm) / max(1, total - warm)
+    return BETA_END + (BETA_START - BETA_END) * max(0.0, 1.0 - rel)
+
+
 def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out, *,
                        epochs: int, lr: float, reg_lambda: float, progress: bool):
     q = layer.quantizer
-    w = np.asarray(program.params[q.tensor].array, np.float32)
-    scale, lo, hi = _grid(program, q, w)
-    qm = np.float32(qmax(q.bits))
-    # the grid exactly as the QDQ ops compute it (quantize: rint(qmax * (1/s) * w))
-    nearest = quantize(w, scale.reshape(-1), q.bits, q.axis if q.axis >= 0 else -1,
-                       int(q.quant_op.attr("round_type", 0) or 0))
-    step = (scale / qm).astype(np.float32)
-    ratio = w / step
-    floor = np.floor(ratio)
-    rest = np.clip(ratio - floor, 0.0, 1.0)
-    v0 = -np.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0)
-
-    T = lambda a: paddle.to_tensor(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    soft = SoftRounding(paddle, program, q)
+    T = lambda a: _tensor(paddle, a)  # noqa: E731
     xs = [T(a) for a in q_in]
-    floor_t, step_t = T(floor), T(step)
     epi = epilogue_fn(paddle, layer, f_out[0].ndim, T)
     ys = [epi(T(a)) for a in f_out]
 
@@ -226,7 +267,7 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
         return ((epi(out) - y) ** 2).sum()
 
     # check that the dygraph layer is the op: float weight on float input gives the target
-    probe = forward(paddle, layer, T(f_in[0]), T(w))
+    probe = forward(paddle, layer, T(f_in[0]), T(soft.float_weight))
     ref = T(f_out[0])
     rel = float(((probe - ref) ** 2).sum()) / max(float((ref ** 2).sum()), 1e-30)
     if not rel < 1e-6:
@@ -237,15 +278,12 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
     norm = norm / len(ys) if norm > 0 else 1.0
 
     def hard_loss(codes: np.ndarray) -> float:
-        wq = T(codes * step)
+        wq = soft.hard_weight(codes)
         with paddle.no_grad():
             return sum(float(sq_err(forward(paddle, layer, x, wq), y))
                        for x, y in zip(xs, ys)) / len(ys) / norm
 
-    V = paddle.create_parameter(list(w.shape), "float32",
-                                default_initializer=paddle.nn.initializer.Assign(
-                                    v0.astype(np.float32)))
-    opt = paddle.optimizer.Adam(learning_rate=lr, parameters=[V])
+    opt = paddle.optimizer.Adam(learning_rate=lr, parameters=[soft.V])
     total = max(1, epochs * len(xs))
     warm = int(WARMUP * total)
     it = 0
@@ -253,14 +291,10 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
                       enabled=progress) as bar:
         for _ in range(epochs):
             for x, y in zip(xs, ys):
-                h = paddle.clip(paddle.nn.functional.sigmoid(V) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
-                wsoft = paddle.clip(floor_t + h, lo, hi) * step_t
-                loss = sq_err(forward(paddle, layer, x, wsoft), y) / norm
-                if it >= warm:
-                    rel_t = (it - warm) / max(1, total - warm)
-                    beta = BETA_END + (BETA_START - BETA_END) * max(0.0, 1.0 - rel_t)
-                    reg = (1.0 - (2.0 * h - 1.0).abs().pow(beta)).mean()
-                    loss = loss + reg_lambda * reg
+                loss = sq_err(forward(paddle, layer, x, soft.weight()), y) / norm
+                beta = beta_at(it, total, warm)
+                if beta is not None:
+                    loss = loss + reg_lambda * soft.regularizer(beta)
                 loss.backward()
                 opt.step()
                 opt.clear_grad()
@@ -268,7 +302,8 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
                 bar.update(1)
                 if it % 10 == 0 or it == total:
                     bar.set_postfix(loss=f"{float(loss):.4g}")
-    learned = np.clip(floor + (V.numpy() >= 0).astype(np.float32), lo, hi)
+    learned = soft.learned_codes()
+    nearest = soft.nearest
     near_loss, learned_loss = hard_loss(nearest), hard_loss(learned)
     kept = "learned" if learned_loss <= near_loss else "nearest"
     codes = learned if kept == "learned" else nearest
@@ -278,10 +313,9 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
     return codes.astype(np.float32), result
 
 
-def _write(program: Program, layer: Layer, codes: np.ndarray) -> str:
+def write_codes(program: Program, q: Quantizer, codes: np.ndarray) -> str:
     """Store ``codes * s / qmax`` as the weight the quantize op reads; check that the QDQ op
     and convert read back exactly ``codes``. Returns the param written."""
-    q = layer.quantizer
     axis = q.axis if q.axis >= 0 else -1
     scale = np.asarray(program.params[q.scale].array, np.float32).reshape(-1)
     value = dequantize(codes, scale, q.bits, axis).astype(np.float32)

@@ -57,13 +57,14 @@ def _choice(args: dict) -> ScaleChoice:
 def calibrate(ctx, args: dict) -> None:
     from actc.runtime.calibrate import collect_stats
 
-    if args["recon_level"] is not None and str(args["recon_level"]) != "layer_wise":
-        raise ActcError(f"calibrate: recon_level {args['recon_level']} is not implemented "
-                        "(reconstructing several layers jointly); use recon_level: layer_wise")
     fold_masks(ctx, "calibrate")
     quantizers = _quantizers(ctx, "calibrate")
     if any(q.quant_op is None for q in quantizers if q.is_weight):
         raise ActcError("calibrate: the weights are already converted to int8")
+    if args["recon_level"] == "region_wise" and args["regions"]:
+        from actc.quant.regions import regions_from_pairs
+
+        regions_from_pairs(ctx.program, quantizers, args["regions"])   # bad names: before work
     dataset = calibration_data(ctx, "calibrate")
     batch_size = int(args["batch_size"])
     batch_nums = args["batch_nums"]
@@ -139,15 +140,27 @@ def _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, d
 
 def _reconstruct(ctx, quantizers, dataset, args, batch_size) -> None:
     """recon_level: layer_wise: learn each weight's rounding (actc.runtime.reconstruct)."""
-    if args["recon_level"] is None:
+    level = args["recon_level"]
+    if level is None:
+        if args["regions"]:
+            _note(ctx, "calibrate: regions has no effect without recon_level: region_wise")
+        return
+    common = dict(batch_size=batch_size, recon_batches=int(args["recon_batches"]),
+                  epochs=int(args["epochs"]), lr=float(args["lr"]),
+                  simulate_activation_quant=bool(args["simulate_activation_quant"]),
+                  device=ctx.device)
+    if str(level) == "region_wise":
+        from actc.runtime.reconstruct_region import reconstruct_regions
+
+        report, regions = reconstruct_regions(ctx.program, quantizers, dataset,
+                                              regions=args["regions"], **common)
+        how = "given" if args["regions"] else "chosen automatically (program blocks)"
+        _note(ctx, f"reconstruction (region_wise, {len(regions)} regions {how}): "
+                   f"{report.summary()}")
         return
     from actc.runtime.reconstruct import reconstruct
 
-    report = reconstruct(ctx.program, quantizers, dataset, batch_size=batch_size,
-                         recon_batches=int(args["recon_batches"]),
-                         epochs=int(args["epochs"]), lr=float(args["lr"]),
-                         simulate_activation_quant=bool(args["simulate_activation_quant"]),
-                         device=ctx.device)
+    report = reconstruct(ctx.program, quantizers, dataset, **common)
     _note(ctx, f"reconstruction (layer_wise): {report.summary()}")
 
 

@@ -1,0 +1,222 @@
+"""Run a few IR ops in Paddle dygraph, differentiably: one function per op kind.
+
+Why: region-wise reconstruction learns the rounding of every weight in a region jointly, so
+gradients must flow through everything between the region's input and output (batch_norm,
+activations, pools, residual adds, activation quantizers). Each op kind maps onto Paddle's
+own functional API with the op's attributes from the IR; an op kind not in :data:`OPS` is a
+clear error naming the op. Activation quantize/dequantize use the straight-through estimator.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from actc.errors import ActcError
+from actc.ir.program import Op
+from actc.quant.reference import qmax
+
+Env = dict   # var name -> paddle Tensor
+OpFn = Callable[..., dict]   # fn(paddle, op, env) -> {var name: tensor}
+
+OPS: dict[str, OpFn] = {}
+
+
+def _op(*types: str):
+    def deco(fn):
+        for t in types:
+            OPS[t] = fn
+        return fn
+    return deco
+
+
+def _in(env: Env, op: Op, slot: str):
+    names = op.input(slot)
+    if not names or names[0] not in env:
+        raise ActcError(f"region_wise: {op.type} reads '{names[0] if names else slot}', which "
+                        "the region does not provide")
+    return env[names[0]]
+
+
+def _out(op: Op, slot: str, value) -> dict:
+    return {op.output(slot)[0]: value}
+
+
+def conv2d(paddle, op: Op, x, w):
+    """conv2d / depthwise_conv2d with the op's strides, paddings, dilations and groups."""
+    import paddle.nn.functional as F
+
+    algo = str(op.attr("padding_algorithm", "EXPLICIT") or "EXPLICIT").upper()
+    padding = algo if algo in ("SAME", "VALID") else list(op.attr("paddings", [0, 0]))
+    fmt = str(op.attr("data_format", "NCHW") or "NCHW")
+    fmt = "NCHW" if fmt == "AnyLayout" else fmt
+    return F.conv2d(x, w, stride=list(op.attr("strides", [1, 1])), padding=padding,
+                    dilation=list(op.attr("dilations", [1, 1])),
+                    groups=int(op.attr("groups", 1) or 1), data_format=fmt)
+
+
+def matmul(paddle, op: Op, x, w):
+    """matmul_v2 (transpose flags) or mul (flattened at x/y_num_col_dims)."""
+    if op.type == "matmul_v2":
+        return paddle.matmul(x, w, transpose_x=bool(op.attr("trans_x", False)),
+                             transpose_y=bool(op.attr("trans_y", False)))
+    xd, yd = int(op.attr("x_num_col_dims", 1)), int(op.attr("y_num_col_dims", 1))
+    xs, ws = x.shape, w.shape
+    x2 = x.reshape([int(np.prod(xs[:xd])), int(np.prod(xs[xd:]))])
+    w2 = w.reshape([int(np.prod(ws[:yd])), int(np.prod(ws[yd:]))])
+    return paddle.matmul(x2, w2).reshape(list(xs[:xd]) + list(ws[yd:]))
+
+
+@_op("conv2d", "depthwise_conv2d")
+def _conv(paddle, op, env):
+    return _out(op, "Output", conv2d(paddle, op, _in(env, op, "Input"), _in(env, op, "Filter")))
+
+
+@_op("matmul_v2", "mul")
+def _matmul(paddle, op, env):
+    return _out(op, "Out", matmul(paddle, op, _in(env, op, "X"), _in(env, op, "Y")))
+
+
+@_op("batch_norm")
+def _batch_norm(paddle, op, env):
+    import paddle.nn.functional as F
+
+    fmt = str(op.attr("data_layout", "NCHW") or "NCHW")
+    y = F.batch_norm(_in(env, op, "X"), _in(env, op, "Mean"), _in(env, op, "Variance"),
+                     weight=_in(env, op, "Scale"), bias=_in(env, op, "Bias"), training=False,
+                     epsilon=float(op.attr("epsilon", 1e-5)),
+                     data_format="NCHW" if fmt == "AnyLayout" else fmt)
+    return _out(op, "Y", y)
+
+
+def _unary(fn):
+    def run(paddle, op, env):
+        return _out(op, "Out", fn(paddle, op, _in(env, op, "X")))
+    return run
+
+
+_ACTIVATIONS = {
+    "relu": lambda p, op, x: p.nn.functional.relu(x),
+    "relu6": lambda p, op, x: p.clip(x, 0.0, float(op.attr("threshold", 6.0) or 6.0)),
+    "sigmoid": lambda p, op, x: p.nn.functional.sigmoid(x),
+    "tanh": lambda p, op, x: p.tanh(x),
+    "hard_swish": lambda p, op, x: p.nn.functional.hardswish(x),
+    "hardswish": lambda p, op, x: p.nn.functional.hardswish(x),
+    "swish": lambda p, op, x: x * p.nn.functional.sigmoid(x * float(op.attr("beta", 1.0))),
+    "leaky_relu": lambda p, op, x: p.nn.functional.leaky_relu(x, float(op.attr("alpha", 0.02))),
+    "gelu": lambda p, op, x: p.nn.functional.gelu(x, approximate=bool(op.attr("approximate",
+                                                                                False))),
+    "hard_sigmoid": lambda p, op, x: p.clip(x * float(op.attr("slope", 0.2))
+                                            + float(op.attr("offset", 0.5)), 0.0, 1.0),
+    "softmax": lambda p, op, x: p.nn.functional.softmax(x, axis=int(op.attr("axis", -1))),
+    "scale": lambda p, op, x: (x * float(op.attr("scale", 1.0)) + float(op.attr("bias", 0.0))
+                               if op.attr("bias_after_scale", True) else
+                               (x + float(op.attr("bias", 0.0))) * float(op.attr("scale", 1.0))),
+    "flatten_contiguous_range": lambda p, op, x: p.flatten(
+        x, int(op.attr("start_axis", 1)), int(op.attr("stop_axis", -1))),
+    "transpose2": lambda p, op, x: p.transpose(x, list(op.attr("axis"))),
+    "dropout": lambda p, op, x: (x if str(op.attr("dropout_implementation", "")) ==
+                                 "upscale_in_train" else
+                                 x * (1.0 - float(op.attr("dropout_prob", 0.5)))),
+}
+for _name, _fn in _ACTIVATIONS.items():
+    OPS[_name] = _unary(_fn)
+
+
+@_op("reshape2")
+def _reshape(paddle, op, env):
+    if op.input("Shape") or op.input("ShapeTensor"):
+        raise ActcError(f"region_wise: reshape2 -> '{op.output('Out')[0]}' takes its shape from "
+                        "a tensor, which region reconstruction does not follow")
+    return _out(op, "Out", paddle.reshape(_in(env, op, "X"), list(op.attr("shape"))))
+
+
+@_op("elementwise_add", "elementwise_sub", "elementwise_mul", "elementwise_div")
+def _elementwise(paddle, op, env):
+    x, y = _in(env, op, "X"), _in(env, op, "Y")
+    axis = int(op.attr("axis", -1))
+    if axis != -1 and len(y.shape) < len(x.shape):   # Paddle's axis broadcast
+        y = y.reshape([1] * axis + list(y.shape) + [1] * (len(x.shape) - axis - len(y.shape)))
+    fn = {"elementwise_add": lambda a, b: a + b, "elementwise_sub": lambda a, b: a - b,
+          "elementwise_mul": lambda a, b: a * b, "elementwise_div": lambda a, b: a / b}[op.type]
+    return _out(op, "Out", fn(x, y))
+
+
+@_op("concat")
+def _concat(paddle, op, env):
+    if op.input("AxisTensor"):
+        raise ActcError("region_wise: concat with an AxisTensor is not supported")
+    return _out(op, "Out", paddle.concat([env[n] for n in op.input("X")],
+                                         axis=int(op.attr("axis", 0))))
+
+
+@_op("pool2d")
+def _pool2d(paddle, op, env):
+    import paddle.nn.functional as F
+
+    x = _in(env, op, "X")
+    kind = str(op.attr("pooling_type", "max"))
+    fmt = str(op.attr("data_format", "NCHW") or "NCHW")
+    fmt = "NCHW" if fmt == "AnyLayout" else fmt
+    ksize = list(op.attr("ksize", [1, 1]))
+    if op.attr("global_pooling", False) or op.attr("adaptive", False):
+        size = [1, 1] if op.attr("global_pooling", False) else ksize
+        fn = F.adaptive_avg_pool2d if kind == "avg" else F.adaptive_max_pool2d
+        return _out(op, "Out", fn(x, size, data_format=fmt) if kind == "avg" else fn(x, size))
+    algo = str(op.attr("padding_algorithm", "EXPLICIT") or "EXPLICIT").upper()
+    padding = algo if algo in ("SAME", "VALID") else list(op.attr("paddings", [0, 0]))
+    common = dict(kernel_size=ksize, stride=list(op.attr("strides", [1, 1])), padding=padding,
+                  ceil_mode=bool(op.attr("ceil_mode", False)), data_format=fmt)
+    if kind == "avg":
+        return _out(op, "Out", F.avg_pool2d(x, exclusive=bool(op.attr("exclusive", True)),
+                                            **common))
+    return _out(op, "Out", F.max_pool2d(x, **common))
+
+
+def _grid(op: Op, env: Env, x):
+    """(scale broadcast against x, qmax, lowest code) of a quantize/dequantize op."""
+    bits = int(op.attr("bit_length", 8))
+    qm = float(op.attr("qmax", qmax(bits)) if op.has_attr("qmax") else qmax(bits))
+    lo = float(op.attr("qmin", -qm - 1) if op.has_attr("qmin") else -qm - 1)
+    scale = _in(env, op, "Scale")
+    axis = int(op.attr("quant_axis", -1))
+    if axis >= 0 and scale.shape and scale.shape[0] > 1:
+        shape = [1] * len(x.shape)
+        shape[axis] = scale.shape[0]
+        scale = scale.reshape(shape)
+    else:
+        scale = scale.reshape([])
+    return scale, qm, lo
+
+
+@_op("quantize_linear")
+def _quantize(paddle, op, env):
+    x = _in(env, op, "X")
+    scale, qm, lo = _grid(op, env, x)
+    y = x / scale * qm
+    codes = y + (paddle.clip(paddle.round(y), lo, qm) - y).detach()   # straight-through
+    return _out(op, "Y", codes)
+
+
+@_op("dequantize_linear")
+def _dequantize(paddle, op, env):
+    x = _in(env, op, "X")
+    scale, qm, _ = _grid(op, env, x)
+    return _out(op, "Y", x * scale / qm)
+
+
+def check_supported(ops: list[Op], where: str) -> None:
+    """Every op has a dygraph function (else a one-line error naming the first that has not)."""
+    for op in ops:
+        if op.type not in OPS:
+            outs = ", ".join(op.output_names) or "-"
+            raise ActcError(f"region_wise: {where} contains {op.type} (-> {outs}), which region "
+                            f"reconstruction cannot run; supported: {', '.join(sorted(OPS))}. "
+                            "Choose region boundaries around it, or use recon_level: layer_wise")
+
+
+def run(paddle, ops: list[Op], env: Env) -> Env:
+    """Evaluate ``ops`` in order over ``env`` (inputs, params and soft weights), in place."""
+    for op in ops:
+        env.update(OPS[op.type](paddle, op, env))
+    return env
