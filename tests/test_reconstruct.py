@@ -18,7 +18,6 @@ pytest.importorskip("paddle")
 
 from actc.dsl.compiler import compile_source  # noqa: E402
 from actc.dsl.pipeline import Options, PipelineContext, run_pipeline  # noqa: E402
-from actc.errors import ActcError  # noqa: E402
 from actc.io.model import load_model  # noqa: E402
 from actc.quant.ptq import freeze_onnx  # noqa: E402
 from actc.quant.quantizers import find_quantizers  # noqa: E402
