@@ -85,11 +85,12 @@ def test_fixture_fp32_matches_paddle(path):
 # ------------------------------------------------------------------------------------ int8
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """The example through ptq, prune_channels and sparsify (paddle needed to compile)."""
+    """The example through ptq, prune_channels, sparsify and qat4 (paddle needed to
+    compile)."""
     pytest.importorskip("paddle")
     root = tmp_path_factory.mktemp("export")
     out = {}
-    for recipe in ("ptq", "prune_channels", "sparsify"):
+    for recipe in ("ptq", "prune_channels", "sparsify", "qat4"):
         out[recipe] = root / recipe
         assert main(["compile", "example", "--recipe", recipe, "-o", str(out[recipe]), "-q",
                      "--no-eval"]) == 0
@@ -158,6 +159,23 @@ def test_int8_accuracy_same_as_paddle(compiled, test_data):
     assert snr_db(ref, fast) > snr_db(ref, paddle_q) - 2.0  # the added quantizers cost < 2 dB
     int8_act = session(to_onnx_bytes(int8, activations="int8")).run(None, {"image": x})[0]
     np.testing.assert_allclose(int8_act, exact, atol=1e-5)  # the shifted grid is the same
+
+
+@pytest.mark.paddle
+def test_4bit_mirror_same_top1(compiled, test_data, capsys, tmp_path):
+    """W4A4: codes clipped to Paddle's [-8, 7] after QuantizeLinear, the input quantizer
+    scaled as Paddle does (pixels on rounding ties), biases on a fine int32 step (else
+    onnxruntime quantizes them on the coarse x_step * w_step)."""
+    x, y = test_data
+    int4, _ = load_model(compiled["qat4"])
+    paddle_q = paddle_run(int4, {"image": x})[0]
+    got = session(to_onnx_bytes(int4)).run(None, {"image": x})[0]
+    assert (got.argmax(1) == paddle_q.argmax(1)).all()
+    assert snr_db(paddle_q, got) > 30
+    out = tmp_path / "x.onnx"
+    assert main(["export", str(compiled["qat4"]), "-o", str(out), "--data",
+                 str(EXAMPLE / "calib.npz")]) == 2
+    assert "4 bits" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.paddle

@@ -102,6 +102,11 @@ def build_model(program, *, activations: str = "uint8", calib: list[dict] | None
     if calib and any(n.op_type == "DequantizeLinear" for n in model.graph.node):
         from actc.export.onnx.complete import complete
 
+        if g.sub8_bits is not None:
+            raise ActcError(f"--data: the model quantizes activations to {g.sub8_bits} bits; "
+                            "onnxruntime's integer kernels are 8-bit, so there is nothing to "
+                            "complete: export it without --data", path=model_path)
+
         if activations != "uint8":
             raise ActcError("completing the QDQ graph (--data) needs uint8 activations")
         done = complete(model, calib)

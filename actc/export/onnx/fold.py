@@ -114,6 +114,15 @@ def _conv_bias(g: Graph, x: str, bias: np.ndarray, w_step, base: str) -> str:
     """Float bias, or int32 codes on step x_step * w_step when input and weight are both
     dequantized (onnxruntime's QDQ Conv wants every input from a DequantizeLinear)."""
     x_step = g.qact.get(x)
+    if w_step is not None and x_step is None and x in g.dq_values:
+        # a sub-8-bit input: onnxruntime would itself quantize a float bias on the coarse
+        # x_step * w_step (WeightBiasQuantization); int32 codes on a fine step keep it exact
+        fine = np.maximum(np.abs(bias), 1e-30) / float(2 ** 30)
+        codes = np.round(bias / fine).astype(np.int32)
+        c = g.const(codes, base=base + ".bias_i32")
+        s = g.const(fine.astype(np.float32), base=base + ".bias_scale")
+        zp = g.const(np.zeros(fine.shape, np.int32), base=base + ".bias_zp")
+        return g.add1("DequantizeLinear", [c, s, zp], g.fresh(base + ".bias"), axis=0)
     if w_step is None or x_step is None:
         return g.const(bias.astype(np.float32), base=base + ".bias")
     step = (np.float64(x_step) * w_step.astype(np.float64))

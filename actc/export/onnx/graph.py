@@ -51,6 +51,8 @@ class Graph:
         self.qcodes: dict = {}      # Paddle var (quantized activation) -> (step, zero point)
         self.qact: dict = {}        # ONNX value (a dequantized activation) -> (step, zp value)
         self.lazy: dict = {}        # Paddle var -> emits its value on first read
+        self.dq_values: set = set() # ONNX values written by an activation DequantizeLinear
+        self.sub8_bits: int | None = None  # bits of an activation quantizer under 8, if any
 
     # ------------------------------------------------------------------ names
     def fresh(self, base: str) -> str:

@@ -92,17 +92,36 @@ def quantize_linear(g: Graph, op: Op) -> None:
         codes = np.clip(np.round(w / step.reshape(shape)), -qmax - 1, qmax).astype(np.int8)
         g.qconst[yv] = QWeight(codes, step if axis is not None else step[:1], axis)
         return
-    if qmax != 127:
-        raise Unmapped(f"quantizes an activation to {qmax.bit_length() + 1} bits (qmax "
-                       f"{qmax}); ONNX QuantizeLinear clips to the 8-bit range")
+    if qmax > 127:
+        raise Unmapped(f"quantizes an activation with qmax {qmax}; ONNX QuantizeLinear has "
+                       "8-bit codes")
     x = g.value(xv)
-    if axis is None:
+    # under 8 bits (qmax < 127) the 8-bit codes are clipped to Paddle's [-qmax-1, qmax]
+    out = g.define(yv) if qmax == 127 else g.fresh(yv + ".q8")
+    if axis is None and any(x == i[0] for i in g.inputs):
+        # a model input often holds discrete values (pixels k/255) that land exactly on
+        # rounding ties, where x / (s/qmax) and Paddle's x * (qmax/s) round apart: scale
+        # the way Paddle does, then quantize on step 1 (the DequantizeLinear after keeps
+        # the real step, so onnxruntime's fusions are unchanged)
+        scale = np.asarray(g.program.params[op.input("Scale")[0]].array, np.float32)
+        s0 = scale.reshape(-1)[0]
+        inv = np.float32(1.0) / (s0 if s0 > 1e-30 else s0 + np.float32(1e-6))
+        scaled = g.add1("Mul", [x, g.const(np.float32(qmax) * inv, base=yv + ".qmax_over_s")])
+        g.add1("QuantizeLinear", [scaled, g.const(np.float32(1.0)), g.const(act_zero_point(g))],
+               out)
+    elif axis is None:
         s, zp = g.const(np.float32(step[0]), base=yv + ".scale"), g.const(act_zero_point(g))
-        g.add1("QuantizeLinear", [x, s, zp], g.define(yv))
+        g.add1("QuantizeLinear", [x, s, zp], out)
     else:
         s = g.const(step, base=yv + ".scale")
         zp = g.const(act_zero_point(g, step.size), base=yv + ".zp")
-        g.add1("QuantizeLinear", [x, s, zp], g.define(yv), axis=axis)
+        g.add1("QuantizeLinear", [x, s, zp], out, axis=axis)
+    if qmax != 127:
+        g.sub8_bits = qmax.bit_length() + 1
+        shift = 0 if g.activations == "int8" else 128
+        dt = np.int8 if g.activations == "int8" else np.uint8
+        g.add1("Clip", [out, g.const(dt(shift - qmax - 1)), g.const(dt(shift + qmax))],
+               g.define(yv))
     g.qcodes[yv] = (step, axis)
 
 
@@ -130,7 +149,9 @@ def dequantize_linear(g: Graph, op: Op) -> None:
     if axis is None:
         s, zp = g.const(np.float32(step[0]), base=yv + ".scale"), g.const(act_zero_point(g))
         out = g.add1("DequantizeLinear", [q, s, zp], g.define(yv))
-        g.qact[out] = float(step[0])
+        g.dq_values.add(out)
+        if _qmax(op) == 127:  # under 8 bits a bias on x_step * w_step would be too coarse
+            g.qact[out] = float(step[0])
     else:
         s = g.const(step, base=yv + ".scale")
         zp = g.const(act_zero_point(g, step.size), base=yv + ".zp")
