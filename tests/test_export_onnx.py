@@ -180,7 +180,8 @@ def test_4bit_mirror_same_top1(compiled, test_data, capsys, tmp_path):
 
 @pytest.mark.paddle
 def test_completed_qdq_runs_integer_kernels(compiled, tmp_path):
-    """With --data every conv becomes QLinearConv in onnxruntime (what makes it fast)."""
+    """With --data every conv but the tiny stem becomes QLinearConv in onnxruntime (what
+    makes it fast)."""
     int8, _ = load_model(compiled["ptq"])
     out = tmp_path / "q.onnx"
     assert main(["export", str(compiled["ptq"]), "-o", str(out), "--data",
@@ -190,7 +191,8 @@ def test_completed_qdq_runs_integer_kernels(compiled, tmp_path):
     so.optimized_model_filepath = str(tmp_path / "opt.onnx")
     ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
     types = Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
-    assert types["QLinearConv"] == 4 and types["Conv"] == 0, types
+    # the 1-channel 3x3 stem on the input runs float (int8 does not pay at K = 9)
+    assert types["QLinearConv"] == 3 and types["Conv"] == 1, types
 
 
 @pytest.mark.paddle

@@ -58,7 +58,9 @@ def run(args) -> int:
         c = summary.completed
         print(f"  quantized for onnxruntime's integer kernels: {c['relu_folded']} outputs on "
               f"the scale of the activation after them, {c['reused']} sharing Paddle's "
-              f"quantizer, {c['calibrated']} calibrated on {args.data}")
+              f"quantizer, {c['calibrated']} calibrated on {args.data}"
+              + (f"; {c['float_stem']} stem conv(s) on the input kept float (int8 does not pay "
+                 "at 3 channels)" if c.get("float_stem") else ""))
     elif summary.quantized and not args.data:
         print("  note: Paddle's quantizers are mirrored exactly; conv/matmul outputs stay float, "
               "so onnxruntime runs them as float ops. Pass --data CALIB.npz for its integer "
