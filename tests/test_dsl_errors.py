@@ -40,7 +40,7 @@ CASES = [
     (one("quantize(weight_bits: 9)"),
      "r.actc:2:27: error: 'weight_bits' must be in 1..8, got 9", 26),
     (one("calibrate(algo: histt)"),
-     "r.actc:2:21: error: 'algo': histt is not one of KL, hist, avg, mse, emd, abs_max, "
+     "r.actc:2:21: error: 'algo': histt is not one of auto, KL, hist, avg, mse, emd, abs_max, "
      "min_max, ptf (did you mean 'hist'?)", 20),
     (one("quantize(ops: op.type in {conv2d, conv2dd})"),
      "r.actc:2:39: error: unknown op type 'conv2dd' (did you mean 'conv2d'?)", 38),

@@ -71,9 +71,14 @@ def choose(program: Program, quantizers: list[Quantizer], stats: dict, samples: 
                 continue
             cands = auto.candidates(stats[q.tensor], q.bits, hist_percent)
             layers = layers_fed_by(program, q, weight_of) if samples.get(q.tensor) else []
+            errors = None
             if layers:
-                errors = _layer_errors(paddle, q, layers, cands, samples[q.tensor],
-                                       originals, quantized)
+                try:
+                    errors = _layer_errors(paddle, q, layers, cands, samples[q.tensor],
+                                           originals, quantized)
+                except (ValueError, RuntimeError, TypeError):
+                    errors = None   # an attribute Paddle's functional API refuses: tensor error
+            if errors is not None:
                 choice = auto.pick(q.tensor, cands, errors, "layer")
             else:
                 choice = auto.pick(q.tensor, cands,
