@@ -267,7 +267,11 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
         return ((epi(out) - y) ** 2).sum()
 
     # check that the dygraph layer is the op: float weight on float input gives the target
-    probe = forward(paddle, layer, T(f_in[0]), T(soft.float_weight))
+    try:
+        probe = forward(paddle, layer, T(f_in[0]), T(soft.float_weight))
+    except (ValueError, RuntimeError, TypeError) as e:
+        raise ActcError(f"reconstruction: {layer.op.type} for '{layer.output}' cannot be re-run "
+                        f"in dygraph: {str(e).splitlines()[0]}") from None
     ref = T(f_out[0])
     rel = float(((probe - ref) ** 2).sum()) / max(float((ref ** 2).sum()), 1e-30)
     if not rel < 1e-6:

@@ -133,8 +133,12 @@ def _learn(paddle, program: Program, region: Region, inputs, targets, program_ou
         return {s.q.output: s.hard_weight(codes_of(s)) for s in softs}
 
     nearest = hard(lambda s: s.nearest)
-    with paddle.no_grad():
-        probe = run([T(a) for a in program_out[:-1]], nearest)
+    try:
+        with paddle.no_grad():
+            probe = run([T(a) for a in program_out[:-1]], nearest)
+    except (ValueError, RuntimeError, TypeError) as e:
+        raise ActcError(f"region_wise: {region.name} cannot be re-run in dygraph: "
+                        f"{str(e).splitlines()[0]}") from None
     ref = program_out[-1]
     rel = float(((probe.numpy() - ref) ** 2).sum()) / max(float((ref ** 2).sum()), 1e-30)
     if not rel < CHECK_TOLERANCE:
