@@ -254,6 +254,30 @@ def beta_at(it: int, total: int, warm: int) -> float | None:
     return BETA_END + (BETA_START - BETA_END) * max(0.0, 1.0 - rel)
 
 
+def learn_rounding(paddle, params, xs, ys, loss_fn, regularizer, *, epochs: int, lr: float,
+                   reg_lambda: float, desc: str, progress: bool) -> None:
+    """Adam on the rounding variables: ``epochs`` passes over the cached batches, the
+    rounding regulariser joining after the warm-up with beta annealed (AdaRound's schedule)."""
+    opt = paddle.optimizer.Adam(learning_rate=lr, parameters=params)
+    total = max(1, epochs * len(xs))
+    warm = int(WARMUP * total)
+    it = 0
+    with progress_bar(total=total, desc=desc, unit="it", enabled=progress) as bar:
+        for _ in range(epochs):
+            for x, y in zip(xs, ys):
+                loss = loss_fn(x, y)
+                beta = beta_at(it, total, warm)
+                if beta is not None:
+                    loss = loss + reg_lambda * regularizer(beta)
+                loss.backward()
+                opt.step()
+                opt.clear_grad()
+                it += 1
+                bar.update(1)
+                if it % 10 == 0 or it == total:
+                    bar.set_postfix(loss=f"{float(loss):.4g}")
+
+
 def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out, *,
                        epochs: int, lr: float, reg_lambda: float, progress: bool):
     q = layer.quantizer
@@ -287,25 +311,10 @@ def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out
             return sum(float(sq_err(forward(paddle, layer, x, wq), y))
                        for x, y in zip(xs, ys)) / len(ys) / norm
 
-    opt = paddle.optimizer.Adam(learning_rate=lr, parameters=[soft.V])
-    total = max(1, epochs * len(xs))
-    warm = int(WARMUP * total)
-    it = 0
-    with progress_bar(total=total, desc=f"reconstruct {layer.output}", unit="it",
-                      enabled=progress) as bar:
-        for _ in range(epochs):
-            for x, y in zip(xs, ys):
-                loss = sq_err(forward(paddle, layer, x, soft.weight()), y) / norm
-                beta = beta_at(it, total, warm)
-                if beta is not None:
-                    loss = loss + reg_lambda * soft.regularizer(beta)
-                loss.backward()
-                opt.step()
-                opt.clear_grad()
-                it += 1
-                bar.update(1)
-                if it % 10 == 0 or it == total:
-                    bar.set_postfix(loss=f"{float(loss):.4g}")
+    learn_rounding(paddle, [soft.V], xs, ys,
+                   lambda x, y: sq_err(forward(paddle, layer, x, soft.weight()), y) / norm,
+                   soft.regularizer, epochs=epochs, lr=lr, reg_lambda=reg_lambda,
+                   desc=f"reconstruct {layer.output}", progress=progress)
     learned = soft.learned_codes()
     nearest = soft.nearest
     near_loss, learned_loss = hard_loss(nearest), hard_loss(learned)

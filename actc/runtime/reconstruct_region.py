@@ -27,8 +27,8 @@ from actc.progress import progress as progress_bar
 from actc.quant.quantizers import Quantizer
 from actc.quant.regions import Region, auto_regions, regions_from_pairs
 from actc.runtime import interp
-from actc.runtime.reconstruct import (DEFAULT_LAMBDA, WARMUP, LayerResult, ReconReport,
-                                      SoftRounding, beta_at, write_codes)
+from actc.runtime.reconstruct import (DEFAULT_LAMBDA, LayerResult, ReconReport, SoftRounding,
+                                      learn_rounding, write_codes)
 
 #: relative squared error within which the dygraph region must reproduce the program.
 CHECK_TOLERANCE = 1e-3
@@ -150,26 +150,12 @@ def _learn(paddle, program: Program, region: Region, inputs, targets, program_ou
             return sum(float(((run(x, weights) - y) ** 2).sum()) for x, y in zip(xs, ys)) \
                 / len(ys) / norm
 
-    opt = paddle.optimizer.Adam(learning_rate=lr, parameters=[s.V for s in softs])
-    total = max(1, epochs * len(xs))
-    warm = int(WARMUP * total)
-    it = 0
-    with progress_bar(total=total, desc=f"reconstruct {region.name}", unit="it",
-                      enabled=progress) as bar:
-        for _ in range(epochs):
-            for x, y in zip(xs, ys):
-                out = run(x, {s.q.output: s.weight() for s in softs})
-                loss = ((out - y) ** 2).sum() / norm
-                beta = beta_at(it, total, warm)
-                if beta is not None:
-                    loss = loss + reg_lambda * sum(s.regularizer(beta) for s in softs)
-                loss.backward()
-                opt.step()
-                opt.clear_grad()
-                it += 1
-                bar.update(1)
-                if it % 10 == 0 or it == total:
-                    bar.set_postfix(loss=f"{float(loss):.4g}")
+    learn_rounding(paddle, [s.V for s in softs], xs, ys,
+                   lambda x, y: ((run(x, {s.q.output: s.weight() for s in softs}) - y) ** 2
+                                 ).sum() / norm,
+                   lambda beta: sum(s.regularizer(beta) for s in softs),
+                   epochs=epochs, lr=lr, reg_lambda=reg_lambda,
+                   desc=f"reconstruct {region.name}", progress=progress)
     learned = {id(s): s.learned_codes() for s in softs}
     near_loss = hard_loss(nearest)
     learned_loss = hard_loss(hard(lambda s: learned[id(s)]))
