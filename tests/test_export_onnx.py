@@ -47,6 +47,7 @@ def random_feeds(program, batch: int = 1) -> dict:
 
 
 def paddle_run(program, feeds):
+    pytest.importorskip("paddle")
     from actc.runtime.executor import Runner
 
     return Runner(program, "cpu").run(feeds)
@@ -305,7 +306,7 @@ def test_bench_onnx(compiled, tmp_path, capsys):
 
 
 # ------------------------------------------------------------ converters the corpus lacks
-def synthetic() -> "Program":
+def synthetic():
     """Ops the corpus does not use (or uses with other attrs), chained through the IR API:
     activations, scale before bias, dropout downgrade_in_infer, channel-axis and axis-0
     broadcasts, shuffle_channel, adaptive pooling, transposed matmuls, split with -1, squeeze,

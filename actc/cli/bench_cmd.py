@@ -8,7 +8,7 @@ from actc.errors import ActcError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="latency, throughput, memory and size in Paddle Inference",
+    p = sub.add_parser("bench", help="latency, throughput, memory and size in Paddle Inference (or onnxruntime)",
                        description="Load each model in Paddle Inference with the configuration "
                                    "that suits it (fp32: oneDNN; int8: oneDNN int8 on CPU, "
                                    "TensorRT int8 on a GPU), and report latency (median and "

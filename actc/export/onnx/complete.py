@@ -310,7 +310,6 @@ def _live(nodes: list, outputs: set) -> list:
 def _rescale_bias(ix: _Index, conv, old_step: float, new_step: float, const) -> None:
     """onnxruntime's QLinearConv takes the int32 bias codes as they are, on step
     x_step * w_step: when x's step changes, requantize the bias on the new step."""
-    from onnx import numpy_helper  # noqa: F401
 
     if conv.op_type != "Conv" or len(conv.input) < 3 or old_step == new_step:
         return

@@ -134,7 +134,7 @@ class Graph:
         v = self.program.var(var)
         return None if v is None else v.shape
 
-    def rank(self, var: str, op: Op | None = None) -> int:
+    def rank(self, var: str) -> int:
         s = self.shape(var)
         if s is None:
             raise Unmapped(f"needs the rank of '{var}', which the program does not declare")

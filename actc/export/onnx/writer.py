@@ -39,7 +39,7 @@ def used_nodes(g: Graph) -> list:
 
 
 def to_model(g: Graph, *, producer_version: str = ""):
-    onnx = import_onnx()
+    import_onnx()
     from onnx import helper, numpy_helper
 
     nodes = used_nodes(g)
