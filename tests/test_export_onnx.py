@@ -197,6 +197,29 @@ def test_completed_qdq_runs_integer_kernels(compiled, tmp_path):
 
 
 @pytest.mark.paddle
+@pytest.mark.parametrize("name", ["shufflenet_v2_x0_25", "mobilenet_v3_small", "resnet50"])
+def test_corpus_int8_same_snr_as_paddle(corpus, name, tmp_path):
+    """PTQ on random data (abs_max: quick), then the exact mirror against Paddle's int8 model
+    (concat/split/channel shuffle, hard_swish and the SE multiply, bottleneck residuals), and
+    the completed graph builds and stays close."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "calib.npz"
+    np.savez(data, image=rng.standard_normal((8, 3, 224, 224)).astype("float32"))
+    out = tmp_path / "q"
+    assert main(["compile", str(corpus[name]), "--recipe", "ptq", "--data", str(data),
+                 "--set", "batch_size=4", "--set", "batch_nums=2", "--set", "algo=abs_max",
+                 "-o", str(out), "-q", "--no-eval"]) == 0
+    fp32, _ = load_model(corpus[name])
+    int8, _ = load_model(out)
+    x = {"image": np.random.default_rng(5).standard_normal((2, 3, 224, 224)).astype("float32")}
+    ref, paddle_q = paddle_run(fp32, x)[0], paddle_run(int8, x)[0]
+    exact = session(to_onnx_bytes(int8)).run(None, x)[0]
+    assert abs(snr_db(ref, exact) - snr_db(ref, paddle_q)) < 0.5
+    completed = session(to_onnx_bytes(int8, calib=calibration_batches(int8, data, 4, 2)))
+    assert snr_db(ref, completed.run(None, x)[0]) > snr_db(ref, paddle_q) - 3.0
+
+
+@pytest.mark.paddle
 def test_int8_transformer_same_snr_as_paddle(tmp_path):
     """Quantized matmul_v2 (per-column int8 weights, axis 1, trans_y) on the encoder."""
     out = tmp_path / "tq"
