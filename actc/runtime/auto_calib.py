@@ -21,7 +21,7 @@ from actc.runtime.layers import (CONV_TYPES, Layer, attach_epilogue, dygraph, ep
 _INPUT_SLOT = {"conv2d": "Input", "depthwise_conv2d": "Input", "mul": "X", "matmul_v2": "X"}
 _WEIGHT_SLOT = {"conv2d": "Filter", "depthwise_conv2d": "Filter", "mul": "Y", "matmul_v2": "Y"}
 #: values in one batched layer call while scoring (bounds the memory of the batched samples).
-CALL_ELEMENTS = 1 << 24
+CALL_ELEMENTS = 1 << 22
 _OUTPUT_SLOT = {"conv2d": "Output", "depthwise_conv2d": "Output", "mul": "Out",
                 "matmul_v2": "Out"}
 

@@ -77,7 +77,8 @@ def calibrate(ctx, args: dict) -> None:
                                          samples=samples, keep_samples=auto_calibration.SAMPLES,
                                          sample_elements=auto_calibration.SAMPLE_ELEMENTS)
     originals = original_weights(ctx.program, quantizers)
-    chosen = _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, dataset)
+    chosen = _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, dataset,
+                              seen)
     apply_scales(ctx.program, quantizers, stats, choice, originals, overrides=chosen)
     _reconstruct(ctx, quantizers, dataset, args, batch_size)
     _bias_correction(ctx, quantizers, dataset, choice, batch_size, batch_nums, originals)
@@ -89,8 +90,9 @@ def calibrate(ctx, args: dict) -> None:
                f"{seen} batches x {batch_size} in {secs:.2f} s")
 
 
-#: batches (from the end of the calibration data) auto's whole-model check runs on.
-AUTO_CHECK_BATCHES = 2
+#: samples (from the end of the calibration data) auto's whole-model check runs on: an
+#: eighth of those calibrated on, so its 9 forward passes cost about one statistics pass.
+AUTO_CHECK_SAMPLES = (8, 64)
 
 
 def tail_batches(dataset, batch_size: int, count: int) -> list:
@@ -102,7 +104,8 @@ def tail_batches(dataset, batch_size: int, count: int) -> list:
     return list(itertools.islice(dataset.batches(batch_size, None), skip, skip + count))
 
 
-def _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, dataset):
+def _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, dataset,
+                     seen):
     """algo: auto: per tensor, the candidate threshold with the least measured error
     (actc.quant.auto); None for any other algo."""
     if samples is None:
@@ -116,8 +119,11 @@ def _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, d
     by_layer = sum(1 for c in choices if c.metric == "layer")
     _note(ctx, f"calibrate: auto chose per tensor ({by_layer} of {len(choices)} scored on the "
                f"layers they feed, in {secs:.2f} s): {auto_calibration.winners_summary(choices)}")
-    checked_on = tail_batches(dataset, int(args["batch_size"]), AUTO_CHECK_BATCHES)
-    how = f"the last {len(checked_on)} calibration batch(es)"
+    lo, hi = AUTO_CHECK_SAMPLES
+    n = max(lo, min(hi, seen * int(args["batch_size"]) // 8))
+    size = min(int(args["batch_size"]), n)
+    checked_on = tail_batches(dataset, size, -(-n // size))
+    how = f"the last {sum(len(b) for b in checked_on)} calibration samples"
     singles = best_singles(choices, float(args["hist_percent"]))
     winner, chosen, snr = model_check(ctx.program, quantizers, stats, choices, originals,
                                       choice.weight_algo, float(args["hist_percent"]),
