@@ -129,18 +129,44 @@ sys.path.insert(0, str(HERE))
 
 import qat_vs_act as Q  # noqa: E402  (shared: models, evaluate, ACT model fixes, ACT worker)
 
-METHODS = ["cp50", "cp25", "unstr75", "asp"]
+METHODS = ["cp50", "cp25", "unstr75", "asp", "tp25", "tp50"]
+TP_METHODS = ("tp25", "tp50")
 ACT_VARIANTS = {
     "act_raw": {"fixes": False, "bn": False},
     "act": {"fixes": True, "bn": False},
     "act_bn": {"fixes": True, "bn": True},
     "act_all": {"fixes": True, "bn": True, "gmp_export": True, "asp_exclude": True},
     "act_nodrop": {"fixes": True, "bn": True, "no_dropout": True},
+    "act_mean": {"fixes": True, "bn": True, "rename": "tmp_mean"},
 }
-TOOLS = list(ACT_VARIANTS) + ["actc", "actc_recipe"]
+TOOLS = list(ACT_VARIANTS) + ["actc", "actc_recipe", "actc_grad"]
+MODELS = ["digits", "mbv2_digits", "tfm_encoder", "tfm_digits"]
+DEFAULT_PD26_PYTHON = Path("/tmp/pd26/bin/python")
 CONV_TYPES = ("conv2d", "depthwise_conv2d", "conv2d_transpose")
 LINEAR_TYPES = ("matmul_v2", "mul", "matmul")
 DEFAULT_WORK = Q.DEFAULT_WORK
+
+
+# ------------------------------------------------------------------ models
+def get_case(name: str, work: Path, pd26_python: str | None = None) -> dict:
+    """qat_vs_act's cases plus the two transformers (feed ``tokens`` / ``image``, labels in both splits)."""
+    if name == "tfm_encoder":
+        d = ROOT / "tests" / "fixtures" / "tfm_encoder"
+        return {"name": name, "model": d, "train": d / "train.npz", "test": d / "test.npz",
+                "feed": "tokens"}
+    if name == "tfm_digits":
+        d = Path(work) / "tfm_digits"
+        if not (d / "model.pdmodel").exists():
+            # Paddle 3.3.1 cannot export nn.TransformerEncoder in the legacy format; 2.6.2 can
+            py = Path(pd26_python or DEFAULT_PD26_PYTHON)
+            if not py.exists():
+                raise SystemExit(f"{d} is missing and {py} (a paddlepaddle 2.6.2 + scikit-learn venv) "
+                                 "is not there to build it; see tools/make_transformer_fixture.py")
+            subprocess.run([str(py), str(ROOT / "tools" / "make_transformer_fixture.py"), "--task",
+                            "digits", "--out", str(d)], check=True, env=Q._child_env(), cwd=str(ROOT))
+        return {"name": name, "model": d, "train": d / "train.npz", "test": d / "test.npz",
+                "feed": "image"}
+    return Q.get_case(name, work)
 
 
 # ------------------------------------------------------------------ program inspection (protobuf)
@@ -310,6 +336,8 @@ def make_config(method: str, args, iters: int, cp_params: list[str] | None,
             "prune_params_type": "conv1x1_only", "local_sparsity": True}
     elif method == "asp":
         cfg["ASPPrune"] = {"prune_params_name": list(asp_params)}
+    elif method in TP_METHODS:
+        cfg["TransformerPrune"] = {"pruned_ratio": 0.25 if method == "tp25" else 0.5}
     else:
         raise SystemExit(f"unknown method {method!r}")
     cfg["Distillation"] = {"loss": "l2", "alpha": 1.0}
@@ -338,8 +366,8 @@ def prunable_roots(args, model_dir: Path) -> list[str]:
 def run_act(case, args, method, run_dir: Path, cfg_path: Path, tool: str) -> dict:
     v = ACT_VARIANTS[tool]
     model_copy = run_dir / "act_model"
-    fixes = Q.fix_model_for_act(case["model"], model_copy, enabled=v["fixes"], rename="tmp",
-                                bn_batch_stats=v["bn"])
+    fixes = Q.fix_model_for_act(case["model"], model_copy, enabled=v["fixes"],
+                                rename=v.get("rename", "tmp"), bn_batch_stats=v["bn"])
     if v.get("no_dropout"):
         n = remove_dropout(model_copy)
         if n:
@@ -348,7 +376,10 @@ def run_act(case, args, method, run_dir: Path, cfg_path: Path, tool: str) -> dic
     spec = {"model_dir": str(model_copy), "save_dir": str(out), "config": str(cfg_path),
             "train": str(case["train"]), "feed": case["feed"], "batch_size": args.batch_size,
             "seed": args.seed, "result": str(run_dir / "act_result.json"), "qmax_train": False,
-            "gmp_export": bool(v.get("gmp_export")), "asp_exclude": bool(v.get("asp_exclude"))}
+            "gmp_export": bool(v.get("gmp_export")), "asp_exclude": bool(v.get("asp_exclude")),
+            # TransformerPrune ranks heads/neurons by |d cross-entropy / d mask| on ACT's
+            # eval_dataloader, which must carry labels: the training split with its labels
+            "eval_labels": method in TP_METHODS}
     if v.get("asp_exclude") and method == "asp":
         fixes.append("ASP exclusions kept for every program (ACT sets them on a Program object "
                      "the optimizer and prune_model never see)")
@@ -420,6 +451,26 @@ def lowered_recipe(args, cfg_path: Path, run_dir: Path) -> Path:
     return path
 
 
+def gradient_recipe(args, cfg_path: Path, run_dir: Path) -> Path:
+    """`actc lower` of the config with ``criterion: gradient`` (ACT's ranking) on prune_transformer.
+
+    actc's default (``auto`` = distill_loss with data) ranks by the distillation-loss increase of
+    each head removed alone; this variant ranks as ACT does, |d cross-entropy / d mask| summed
+    over 32 batches of the --data split's labels. The YAML has no key for it.
+    """
+    proc = subprocess.run([args.actc_python, "-m", "actc", "lower", str(cfg_path)],
+                          capture_output=True, text=True, env=Q._child_env(), cwd=str(ROOT))
+    if proc.returncode:
+        raise RuntimeError(proc.stderr.strip() or proc.stdout.strip())
+    text, n = re.subn(r"prune_transformer\(ratio: ([\d.]+)\)",
+                      r"prune_transformer(ratio: \1, criterion: gradient)", proc.stdout)
+    if n != 1:
+        raise RuntimeError(f"expected one prune_transformer step in the lowering, found {n}")
+    path = run_dir / "recipe.actc"
+    path.write_text(text)
+    return path
+
+
 def run_actc(case, args, method, run_dir: Path, cfg_path: Path, tool: str = "actc") -> dict:
     py = Path(args.actc_python)
     if not py.exists():
@@ -429,6 +480,10 @@ def run_actc(case, args, method, run_dir: Path, cfg_path: Path, tool: str = "act
         if method != "asp":
             return {"ok": False, "error": "actc_recipe is the ASPPrune lowering work-around only"}
         src = ["--recipe", str(lowered_recipe(args, cfg_path, run_dir))]
+    elif tool == "actc_grad":
+        if method not in TP_METHODS:
+            return {"ok": False, "error": "actc_grad is for TransformerPrune only"}
+        src = ["--recipe", str(gradient_recipe(args, cfg_path, run_dir))]
     else:
         src = ["--config", str(cfg_path)]
     cmd = [str(py), "-m", "actc", "compile", str(case["model"]), *src,
@@ -489,6 +544,28 @@ def act_worker(spec_file: str) -> int:
             return out
 
         AutoCompression._start_train = start_train_then_apply_masks
+    if spec.get("eval_labels"):
+        # qat_vs_act's worker passes no eval_dataloader, so ACT would take the (label-less)
+        # training batches and TransformerPrune asserts "maybe something wrong in get label name
+        # from eval_dataloader". Give it the training split with labels, in order, batches of
+        # --batch-size: ACT sums its head/neuron gradients over every batch of it.
+        from paddleslim.auto_compression import AutoCompression
+
+        data = np.load(spec["train"])
+        x, y = data[spec["feed"]], data["label"].astype(np.int64).reshape(-1, 1)
+        bs = int(spec["batch_size"])
+
+        def eval_loader():
+            for i in range(len(x) // bs):
+                yield {spec["feed"]: x[i * bs:(i + 1) * bs], "label": y[i * bs:(i + 1) * bs]}
+
+        orig_init = AutoCompression.__init__
+
+        def init_with_eval(self, *a, **k):
+            k["eval_dataloader"] = eval_loader
+            return orig_init(self, *a, **k)
+
+        AutoCompression.__init__ = init_with_eval
     if spec.get("asp_exclude"):
         # ACT calls asp.set_excluded_layers(main_program=<the program build_prune_program sees>),
         # but Paddle keys the exclusions by Program object and ACT's decorated optimizer and
@@ -522,7 +599,9 @@ def latency_worker(spec_file: str) -> int:
 
     res: dict = {}
     test = np.load(spec["test"])
-    x_test = test["image"].astype(np.float32)
+    x_test = test[spec.get("feed", "image")]
+    if x_test.dtype == np.float64:
+        x_test = x_test.astype(np.float32)
     labels = test["label"]
     preds = {}
     for key, d in spec["models"].items():
@@ -582,7 +661,8 @@ def latency_worker(spec_file: str) -> int:
 
 def measure_latency(models: dict[str, str], case, args, work: Path) -> dict:
     d = Path(tempfile.mkdtemp(prefix="latency_", dir=work))
-    spec = {"models": models, "test": str(case["test"]), "batches": [1, 8],
+    spec = {"models": models, "test": str(case["test"]), "feed": case.get("feed", "image"),
+            "batches": [1, 8],
             "warmup": args.lat_warmup, "runs": args.lat_runs, "rounds": args.lat_rounds,
             "result": str(d / "latency.json")}
     (d / "spec.json").write_text(json.dumps(spec))
@@ -699,7 +779,7 @@ def add_latency(result: dict, case, args) -> None:
 
 def relatency(args) -> int:
     result = json.loads(Path(args.latency_only).read_text())
-    case = Q.get_case(result["model"], args.work)
+    case = get_case(result["model"], args.work, args.pd26_python)
     add_latency(result, case, args)
     print(fmt_tables(result))
     Path(args.latency_only).write_text(json.dumps(result, indent=1, default=str))
@@ -709,13 +789,13 @@ def relatency(args) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=["digits", "mbv2_digits"], default="digits")
+    ap.add_argument("--model", choices=MODELS, default="digits")
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
     ap.add_argument("--tools", nargs="+", choices=TOOLS, default=["act", "act_bn", "actc"])
     ap.add_argument("--iters", type=int, default=600)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=0.005)
-    ap.add_argument("--optimizer", choices=["Momentum", "SGD"], default="Momentum")
+    ap.add_argument("--optimizer", choices=["Momentum", "SGD", "Adam"], default="Momentum")
     ap.add_argument("--weight-decay", type=float, default=4e-5)
     ap.add_argument("--gmp-steps", type=int, default=10)
     ap.add_argument("--cp-params", choices=["all", "prunable", "null"], default="all",
@@ -726,6 +806,8 @@ def main(argv=None) -> int:
                          "e.g. a conv feeding a flatten, which ACT's flatten worker mis-prunes)")
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--actc-python", default=str(Q.DEFAULT_ACTC_PYTHON))
+    ap.add_argument("--pd26-python", default=str(DEFAULT_PD26_PYTHON),
+                    help="paddlepaddle 2.6.2 + scikit-learn python that builds tfm_digits if missing")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--lat-runs", type=int, default=50)
     ap.add_argument("--lat-warmup", type=int, default=20)
@@ -749,7 +831,7 @@ def main(argv=None) -> int:
         return latency_worker(args.latency_worker)
 
     args.work.mkdir(parents=True, exist_ok=True)
-    case = Q.get_case(args.model, args.work)
+    case = get_case(args.model, args.work, args.pd26_python)
     conv1 = conv_groups1_weights(case["model"])
     cp_params = {"all": conv1, "null": None}.get(args.cp_params)
     if args.cp_params == "prunable":
@@ -774,6 +856,10 @@ def main(argv=None) -> int:
                 continue   # fixes 5 and 6 change UnstructurePrune / ASPPrune only
             if tool == "act_nodrop" and method not in ("cp50", "cp25"):
                 continue   # fix 7 is for ChannelPrune
+            if tool == "act_mean" and method not in TP_METHODS:
+                continue   # fix 8 is for the transformers' mean pooling
+            if tool == "actc_grad" and method not in TP_METHODS:
+                continue
             r = result["cells"][method][tool] = run_cell(tool, method, case, args, args.work,
                                                          cp_params, conv1)
             if (tool == "actc" and method == "asp" and not r.get("ok") and "actc_recipe" not in

@@ -207,7 +207,9 @@ def fix_model_for_act(src: Path, dst: Path, enabled: bool = True, rename: str = 
                       bn_batch_stats: bool = False) -> list[str]:
     """Copy src to dst, applying the two model-side fixes ACT needs on Paddle 3.x exports.
 
-    rename: "tmp" renames the non-persistable vars called tmp_N; "all" every non-persistable
+    rename: "tmp" renames the non-persistable vars called tmp_N; "tmp_mean" also mean_N.tmp_M
+    (ACT's l2 loss is paddle.mean(...), whose output mean_0.tmp_0 collides with the model's own
+    paddle.mean, e.g. a transformer's pooling); "all" every non-persistable
     var except the feeds (an experiment: it also changes the fetch name).
     """
     pb = _pb()
@@ -219,7 +221,8 @@ def fix_model_for_act(src: Path, dst: Path, enabled: bool = True, rename: str = 
     fixes: list[str] = []
     if enabled:
         # 1. tmp_N renames
-        pat = re.compile(r"^tmp_\d+$" if rename == "tmp" else r".")
+        pat = re.compile({"tmp": r"^tmp_\d+$", "tmp_mean": r"^(tmp_\d+|mean_\d+\.tmp_\d+)$"}
+                         .get(rename, r"."))
         feeds = {a for b in prog.blocks for op in b.ops if op.type == "feed"
                  for s in op.outputs for a in s.arguments}
         names = sorted({v.name for b in prog.blocks for v in b.vars
@@ -228,7 +231,8 @@ def fix_model_for_act(src: Path, dst: Path, enabled: bool = True, rename: str = 
         for n in names:
             _rename_in_program(prog, n, "bench_" + n)
         if names:
-            fixes.append(f"renamed {len(names)} non-persistable {'tmp_N ' if rename == 'tmp' else ''}var(s): "
+            kind = {"tmp": "tmp_N ", "tmp_mean": "tmp_N/mean_N.tmp_M "}.get(rename, "")
+            fixes.append(f"renamed {len(names)} non-persistable {kind}var(s): "
                          + ", ".join(names[:6]) + (" ..." if len(names) > 6 else ""))
         # 2. training-only outputs that inference export drops and PaddleSlim 2.6 does not restore
         n_mask = n_xshape = 0
