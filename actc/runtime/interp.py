@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from actc.errors import ActcError
-from actc.ir.program import Op
+from actc.ir.program import Op, Program
 from actc.quant.reference import qmax
 
 Env = dict   # var name -> paddle Tensor
@@ -193,7 +193,7 @@ def _grid(op: Op, env: Env, x):
 def _quantize(paddle, op, env):
     x = _in(env, op, "X")
     scale, qm, lo = _grid(op, env, x)
-    y = x / scale * qm
+    y = x * ((1.0 / scale) * qm)        # (qmax * 1/s) first, like the kernel: same codes
     codes = y + (paddle.clip(paddle.round(y), lo, qm) - y).detach()   # straight-through
     return _out(op, "Y", codes)
 
@@ -220,3 +220,213 @@ def run(paddle, ops: list[Op], env: Env) -> Env:
     for op in ops:
         env.update(OPS[op.type](paddle, op, env))
     return env
+
+
+#: the output slots the functions above write (an op's other outputs are training state).
+_RESULT_SLOTS = ("Out", "Y", "Output")
+
+
+class Unsupported(Exception):
+    """The program has an op before the needed tensors that :data:`OPS` cannot run."""
+
+
+#: the stream runs the cached batches together in chunks up to this many bytes for the
+#: program's largest activation (all of them at once for small inputs).
+CHUNK_BYTES = 64 << 20
+
+
+class Stream:
+    """The program's forward pass in dygraph (no gradient) over cached batches, a stretch at
+    a time: what the quantized model feeds each layer or region, with the weights written
+    into ``program`` so far.
+
+    Why: reconstruction needs every layer's quantized input with the earlier layers already
+    reconstructed; running the whole program per layer and batch in the executor repeats the
+    same forward pass once per layer. Here each op runs once per chunk of batches (all of them
+    for small inputs); a region's output computed anyway (its chosen rounding) can be handed
+    over instead (:meth:`provide`). Ops whose inputs are all weights (the weights' QDQ pairs)
+    run when a reader needs them, from the weights as they are then. A tensor is dropped once
+    no later op reads it and no later request (``keep``, a count per name) asks for it.
+    :meth:`verify` checks each op against the executor's own values on one batch."""
+
+    def __init__(self, paddle, program: Program, feeds: list[dict], keep, upto):
+        self.paddle, self.program = paddle, program
+        ops = [op for op in program.ops() if op.block == 0 and op.type not in ("feed", "fetch")]
+        self.const_op: dict[str, Op] = {}
+        stream_ops = []
+        for op in ops:
+            ins = op.input_names
+            if ins and all(program.is_weight(n) or n in self.const_op for n in ins):
+                for n in op.output_names:
+                    self.const_op[n] = op
+            else:
+                stream_ops.append(op)
+        produced = {n: i for i, op in enumerate(stream_ops) for n in op.output_names}
+        missing = [n for n in upto if n not in produced and n not in feeds[0]]
+        if missing:
+            raise Unsupported(f"'{missing[0]}' is not computed by block 0")
+        end = max((produced[n] + 1 for n in upto if n in produced), default=0)
+        self.ops = stream_ops[:end]
+        self.index = {n: i for i, op in enumerate(self.ops) for n in op.output_names}
+        bad = [op for op in self.ops if op.type not in OPS]
+        if bad:
+            raise Unsupported(f"{bad[0].type} (-> {', '.join(bad[0].output_names)})")
+        self.last_read: dict[str, int] = {}
+        for i, op in enumerate(self.ops):
+            for n in op.input_names:
+                self.last_read[n] = i
+        self.keep: dict[str, int] = {}
+        for n in keep:
+            self.keep[n] = self.keep.get(n, 0) + 1
+        self.pos = 0
+        widest = max([_per_sample_bytes(program, n) for op in self.ops
+                      for n in op.output_names] or [0])
+        self.envs, self.sizes = [], []
+        group: list[dict] = []
+        for f in feeds:
+            rows = len(next(iter(f.values())))
+            if group and (sum(self.sizes[-1:]) + rows) * widest > CHUNK_BYTES:
+                group = []
+            if not group:
+                self.envs.append({})
+                self.sizes.append(0)
+            group.append(f)
+            self.sizes[-1] += rows
+            self.envs[-1] = {k: np.concatenate([g[k] for g in group]) for k in f}
+        self.envs = [{k: self._tensor(v) for k, v in env.items()} for env in self.envs]
+        self._params: dict[str, tuple] = {}
+        self._consts: dict[str, object] = {}
+
+    def _tensor(self, a):
+        return self.paddle.to_tensor(np.ascontiguousarray(a, dtype=np.float32))
+
+    def _const(self, name: str):
+        """A weight as the program holds it now, or an op on weights only (its QDQ)."""
+        if name in self._consts:
+            return self._consts[name]
+        if name in self.program.params:
+            t = self.program.params[name]
+            held = self._params.get(name)
+            if held is None or held[0] is not t:
+                held = (t, self._tensor(np.asarray(t.array)))
+                self._params[name] = held
+            value = held[1]
+        else:
+            op = self.const_op[name]
+            env = {n: self._const(n) for n in op.input_names}
+            with self.paddle.no_grad():
+                out = OPS[op.type](self.paddle, op, env)
+            self._consts.update(out)
+            value = out[name]
+        self._consts[name] = value
+        return value
+
+    def _run(self, op: Op, env: Env) -> dict:
+        local = dict(env)
+        for n in op.input_names:
+            if n not in local and (n in self.const_op or self.program.is_weight(n)):
+                local[n] = self._const(n)
+        return OPS[op.type](self.paddle, op, local)
+
+    def _concat(self, parts):
+        return parts[0] if len(parts) == 1 else self.paddle.concat(parts, axis=0)
+
+    def _drop_read(self, op: Op, upto: int) -> None:
+        for n in op.input_names:
+            if self.last_read.get(n, -1) < upto and not self.keep.get(n):
+                for env in self.envs:
+                    env.pop(n, None)
+
+    def values(self, names: list[str]) -> list:
+        """``names`` on all cached samples (one tensor each), running the ops not run yet
+        that lie before them."""
+        self._consts = {}      # weights may have changed since the last call
+        with self.paddle.no_grad():
+            while not all(n in self.envs[0] for n in names):
+                op = self.ops[self.pos]
+                for env in self.envs:
+                    env.update(self._run(op, env))
+                self.pos += 1
+                self._drop_read(op, self.pos)
+        out = [self._concat([env[n] for env in self.envs]) for n in names]
+        for n in names:
+            if self.keep.get(n):
+                self.keep[n] -= 1
+            if not self.keep.get(n) and self.last_read.get(n, -1) < self.pos:
+                for env in self.envs:
+                    env.pop(n, None)
+        return out
+
+    def provide(self, values: dict, computed: set) -> bool:
+        """Take ``values`` (all samples; what the ops with uids ``computed`` produce with the
+        weights now written) instead of running those ops, when the stream has not run them
+        yet and nothing it still needs comes from them otherwise. False: not taken."""
+        target = max((self.index[n] for n in values if n in self.index), default=-1)
+        if target < self.pos:
+            return False
+        skipped = self.ops[self.pos:target + 1]
+        if any(op.uid not in computed for op in skipped):
+            return False
+        for op in skipped:
+            for n in op.output_names:
+                if n not in values and (self.last_read.get(n, -1) > target or self.keep.get(n)):
+                    return False
+        for n, v in values.items():
+            if self.last_read.get(n, -1) > target or self.keep.get(n):
+                at = 0
+                for env, rows in zip(self.envs, self.sizes):
+                    env[n] = v if len(self.envs) == 1 else v[at:at + rows]
+                    at += rows
+        self.pos = target + 1
+        for op in skipped:
+            self._drop_read(op, self.pos)
+        return True
+
+    def verify_names(self, checked=frozenset()) -> list[str]:
+        """The tensors :meth:`verify` needs from the executor (inputs and outputs of the ops
+        but those with uids in ``checked``, which the caller checks otherwise)."""
+        names = []
+        for op in self.ops:
+            if op.uid in checked:
+                continue
+            outs = [op.output(slot)[0] for slot in _RESULT_SLOTS if op.output(slot)]
+            for n in op.input_names + outs:
+                if n not in self.const_op and not self.program.is_weight(n):
+                    names.append(n)
+        return list(dict.fromkeys(names))
+
+    def verify(self, fetched: dict[str, np.ndarray], tolerance: float,
+               checked=frozenset()) -> None:
+        """Each op (but ``checked``), run on the executor's inputs, gives the executor's
+        outputs (first batch); a one-line error names the first that does not."""
+        self._consts = {}
+        with self.paddle.no_grad():
+            for op in self.ops:
+                if op.uid in checked:
+                    continue
+                env = {n: self._tensor(fetched[n]) for n in op.input_names if n in fetched}
+                try:
+                    out = self._run(op, env)
+                except (ValueError, RuntimeError, TypeError) as e:
+                    raise ActcError(f"reconstruction: {op.type} -> '{op.output_names[0]}' "
+                                    f"cannot be re-run in dygraph: {str(e).splitlines()[0]}"
+                                    ) from None
+                for n, v in out.items():
+                    ref = fetched.get(n)
+                    if ref is None:
+                        continue
+                    got = v.numpy()
+                    rel = (float(((got - ref) ** 2).sum())
+                           / max(float((np.asarray(ref, np.float64) ** 2).sum()), 1e-30))
+                    if not rel < tolerance:
+                        raise ActcError(f"reconstruction: running {op.type} -> '{n}' in dygraph "
+                                        "does not reproduce the program (relative error "
+                                        f"{rel:.2e}); its attributes are not handled")
+
+
+def _per_sample_bytes(program: Program, name: str) -> int:
+    var = program.var(name)
+    shape = var.shape if var is not None else None
+    if not shape:
+        return 0
+    return 4 * int(np.prod([abs(d) for d in shape[1:]] or [1]))

@@ -125,6 +125,61 @@ def find_layers(program: Program, float_prog: Program, quantizers: list[Quantize
     return [layer for _, layer in layers], skipped
 
 
+# --------------------------------------------------------------------------- cached data
+
+#: float-model tensors fetched in one executor pass at most (bytes over all cached batches);
+#: above it, the layers' or regions' targets are fetched in several passes.
+FLOAT_CACHE_BYTES = 512 << 20
+
+
+class FloatCache:
+    """The float model's tensors that each layer or region (in order) needs, on the cached
+    batches, fetched in as few executor passes as :data:`FLOAT_CACHE_BYTES` allows (one for
+    small models) instead of one pass per layer and batch. ``take(k)`` hands over consumer
+    ``k``'s tensors and drops those no later consumer needs."""
+
+    def __init__(self, runner, program: Program, batches: list[dict], needs: list[list[str]]):
+        self.runner, self.program, self.batches = runner, program, batches
+        self.needs = [list(dict.fromkeys(n)) for n in needs]
+        self.samples = sum(len(next(iter(b.values()))) for b in batches)
+        self.values: dict[str, list[np.ndarray]] = {}
+        self.fetched_upto = 0
+
+    def _bytes(self, name: str) -> int:
+        var = self.program.var(name)
+        shape = var.shape if var is not None else None
+        if not shape:
+            return 0
+        return 4 * int(np.prod([abs(d) for d in shape[1:]] or [1])) * self.samples
+
+    def take(self, k: int) -> dict[str, list[np.ndarray]]:
+        if k >= self.fetched_upto:
+            self._fetch_from(k)
+        out = {n: self.values[n] for n in self.needs[k]}
+        later = {n for need in self.needs[k + 1:] for n in need}
+        for n in self.needs[k]:
+            if n not in later:
+                self.values.pop(n, None)
+        return out
+
+    def _fetch_from(self, k: int) -> None:
+        names: list[str] = []
+        size, j = 0, k
+        while j < len(self.needs):
+            new = [n for n in self.needs[j] if n not in self.values and n not in names]
+            more = sum(self._bytes(n) for n in new)
+            if names and size + more > FLOAT_CACHE_BYTES:
+                break
+            names += new
+            size += more
+            j += 1
+        if names:
+            runs = [self.runner.run(feed, names) for feed in self.batches]
+            for i, n in enumerate(names):
+                self.values[n] = [r[i] for r in runs]
+        self.fetched_upto = j
+
+
 # --------------------------------------------------------------------------- main loop
 
 def reconstruct(program: Program, quantizers: list[Quantizer], dataset, *, batch_size: int,
@@ -148,26 +203,60 @@ def reconstruct(program: Program, quantizers: list[Quantizer], dataset, *, batch
     batches = [b.feed for b in dataset.batches(batch_size, recon_batches)]
     if not batches:
         raise ActcError("reconstruction: the calibration data is empty", path=dataset.source)
+    sizes = [len(next(iter(b.values()))) for b in batches]
     set_forward_only(True)
-    float_runner = Runner(fprog, device)
-    quant_runner = Runner(program, device) if simulate_activation_quant else None
+    float_runner = Runner(fprog, device, private=True)
     place = float_runner.place
-    bar = progress_bar(total=len(layers), desc="reconstruct", unit="layer", enabled=progress)
-    try:
-        for layer in layers:
-            set_forward_only(True)
-            f_in, f_out = [], []
-            for feed in batches:
-                x, y = float_runner.run(feed, [layer.float_input, layer.output])
-                f_in.append(x)
-                f_out.append(y)
-            q_in = ([quant_runner.run(feed, [layer.input])[0] for feed in batches]
-                    if quant_runner is not None else f_in)
+    floats = FloatCache(float_runner, fprog, batches,
+                        [[layer.output] + ([] if simulate_activation_quant else
+                                           [layer.float_input]) for layer in layers])
+    # each layer's dygraph op is checked on the float model's first batch
+    probe_names = list(dict.fromkeys(n for layer in layers
+                                     for n in (layer.float_input, layer.output)))
+    probes = dict(zip(probe_names, float_runner.run(batches[0], probe_names)))
+    stream, quant_runner = None, None
+    if simulate_activation_quant:
+        from actc.runtime import interp
+
+        set_forward_only(False)
+        with dygraph(paddle, place):
+            try:
+                stream = interp.Stream(paddle, program, batches,
+                                       keep=[layer.input for layer in layers],
+                                       upto=[layer.input for layer in layers])
+            except interp.Unsupported as e:
+                report.skipped.append(f"inputs from the executor, one pass per layer (the "
+                                      f"dygraph forward cannot run {e})")
+        set_forward_only(True)
+        if stream is not None:   # every op the stream runs must reproduce the program
+            names = stream.verify_names()
+            reference = dict(zip(names, Runner(program, device).run(batches[0], names)))
             set_forward_only(False)
             with dygraph(paddle, place):
-                codes, result = _reconstruct_layer(paddle, program, layer, q_in, f_in, f_out,
-                                                   epochs=epochs, lr=lr, reg_lambda=reg_lambda,
-                                                   progress=progress)
+                stream.verify(reference, 1e-3)
+            set_forward_only(True)
+        else:
+            quant_runner = Runner(program, device)
+    bar = progress_bar(total=len(layers), desc="reconstruct", unit="layer", enabled=progress)
+    try:
+        for k, layer in enumerate(layers):
+            set_forward_only(True)
+            floated = floats.take(k)
+            f_out = np.concatenate(floated[layer.output])
+            q_in = None
+            if not simulate_activation_quant:
+                q_in = np.concatenate(floated[layer.float_input])
+            elif quant_runner is not None:
+                q_in = np.concatenate([quant_runner.run(feed, [layer.input])[0]
+                                       for feed in batches])
+            set_forward_only(False)
+            with dygraph(paddle, place):
+                if q_in is None:
+                    q_in = stream.values([layer.input])[0]
+                codes, result = _reconstruct_layer(
+                    paddle, program, layer, q_in, f_out,
+                    (probes[layer.float_input], probes[layer.output]), sizes=sizes,
+                    epochs=epochs, lr=lr, reg_lambda=reg_lambda, progress=progress)
             name = write_codes(program, layer.quantizer, codes)
             if quant_runner is not None:
                 if name == layer.quantizer.tensor:
@@ -218,6 +307,7 @@ class SoftRounding:
         rest = np.clip(ratio - self.floor, 0.0, 1.0)
         v0 = -np.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0)
         self.float_weight = w
+        self._scale = np.asarray(program.params[q.scale].array, np.float32).reshape(-1)
         self.floor_t, self.step_t = _tensor(paddle, self.floor), _tensor(paddle, self.step)
         self.V = paddle.create_parameter(list(w.shape), "float32",
                                          default_initializer=paddle.nn.initializer.Assign(
@@ -239,7 +329,9 @@ class SoftRounding:
         return np.clip(self.floor + (self.V.numpy() >= 0).astype(np.float32), self.lo, self.hi)
 
     def hard_weight(self, codes: np.ndarray):
-        return _tensor(self.paddle, codes * self.step)
+        """The weight the program holds once ``codes`` are written (``write_codes``)."""
+        return _tensor(self.paddle, dequantize(codes, self._scale, self.q.bits,
+                                               self.q.axis if self.q.axis >= 0 else -1))
 
 
 def _tensor(paddle, a):
@@ -254,11 +346,40 @@ def beta_at(it: int, total: int, warm: int) -> float | None:
     return BETA_END + (BETA_START - BETA_END) * max(0.0, 1.0 - rel)
 
 
+class _Adam:
+    """Adam (Paddle's update: beta1 0.9, beta2 0.999, epsilon 1e-8) on a few tensors, in
+    place: ``paddle.optimizer.Adam`` costs more per step than the step itself on tensors this
+    small, and its first use imports Paddle's distributed package (~0.4 s)."""
+
+    B1, B2, EPS = 0.9, 0.999, 1e-8
+
+    def __init__(self, paddle, params, lr: float):
+        self.paddle, self.params, self.lr = paddle, list(params), float(lr)
+        self.m = [paddle.zeros_like(p) for p in self.params]
+        self.v = [paddle.zeros_like(p) for p in self.params]
+        self.t = 0
+
+    def step(self) -> None:
+        self.t += 1
+        b1t, b2t = self.B1 ** self.t, self.B2 ** self.t
+        lr = self.lr * (1.0 - b2t) ** 0.5 / (1.0 - b1t)
+        eps = self.EPS * (1.0 - b2t) ** 0.5
+        with self.paddle.no_grad():
+            for p, m, v in zip(self.params, self.m, self.v):
+                g = p.grad
+                if g is None:
+                    continue
+                m.scale_(self.B1).add_(g * (1.0 - self.B1))
+                v.scale_(self.B2).add_(g * g * (1.0 - self.B2))
+                p.subtract_(m / (v.sqrt() + eps) * lr)
+                p.clear_gradient()
+
+
 def learn_rounding(paddle, params, xs, ys, loss_fn, regularizer, *, epochs: int, lr: float,
                    reg_lambda: float, desc: str, progress: bool) -> None:
     """Adam on the rounding variables: ``epochs`` passes over the cached batches, the
     rounding regulariser joining after the warm-up with beta annealed (AdaRound's schedule)."""
-    opt = paddle.optimizer.Adam(learning_rate=lr, parameters=params)
+    opt = _Adam(paddle, params, lr)
     total = max(1, epochs * len(xs))
     warm = int(WARMUP * total)
     it = 0
@@ -271,45 +392,68 @@ def learn_rounding(paddle, params, xs, ys, loss_fn, regularizer, *, epochs: int,
                     loss = loss + reg_lambda * regularizer(beta)
                 loss.backward()
                 opt.step()
-                opt.clear_grad()
                 it += 1
                 bar.update(1)
                 if it % 10 == 0 or it == total:
                     bar.set_postfix(loss=f"{float(loss):.4g}")
 
 
-def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_in, f_out, *,
-                       epochs: int, lr: float, reg_lambda: float, progress: bool):
+#: no-gradient passes over the cached samples run in chunks of up to this many input bytes.
+EVAL_BYTES = 16 << 20
+
+
+def slices(sizes: list[int], rows: int | None = None) -> list[tuple[int, int]]:
+    """[start, end) rows of each batch (``sizes``), or of chunks of ``rows`` rows."""
+    total = int(sum(sizes))
+    if rows is None:
+        bounds = np.cumsum([0] + list(sizes))
+        return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(a, min(a + rows, total)) for a in range(0, total, rows)]
+
+
+def eval_rows(sizes: list[int], per_row_bytes: int) -> int:
+    return max(max(sizes), EVAL_BYTES // max(per_row_bytes, 1))
+
+
+def _reconstruct_layer(paddle, program: Program, layer: Layer, q_in, f_out, probe, *,
+                       sizes: list[int], epochs: int, lr: float, reg_lambda: float,
+                       progress: bool):
+    """``q_in``/``f_out``: the layer's input and float output on all cached samples;
+    ``probe``: (float input, float output) on the first batch."""
     q = layer.quantizer
     soft = SoftRounding(paddle, program, q)
-    T = lambda a: _tensor(paddle, a)  # noqa: E731
-    xs = [T(a) for a in q_in]
-    epi = epilogue_fn(paddle, layer, f_out[0].ndim, T)
-    ys = [epi(T(a)) for a in f_out]
+    T = lambda a: _tensor(paddle, a) if isinstance(a, np.ndarray) else a  # noqa: E731
+    full_x = T(q_in)
+    epi = epilogue_fn(paddle, layer, f_out.ndim, T)
+    full_y = epi(T(f_out))
+    batches = slices(sizes)
+    xs = [full_x[a:b] for a, b in batches]
+    ys = [full_y[a:b] for a, b in batches]
+    chunks = slices(sizes, eval_rows(sizes, 4 * int(np.prod(full_x.shape[1:]))))
 
     def sq_err(out, y):
         return ((epi(out) - y) ** 2).sum()
 
     # check that the dygraph layer is the op: float weight on float input gives the target
     try:
-        probe = forward(paddle, layer, T(f_in[0]), T(soft.float_weight))
+        check = forward(paddle, layer, T(probe[0]), T(soft.float_weight))
     except (ValueError, RuntimeError, TypeError) as e:
         raise ActcError(f"reconstruction: {layer.op.type} for '{layer.output}' cannot be re-run "
                         f"in dygraph: {str(e).splitlines()[0]}") from None
-    ref = T(f_out[0])
-    rel = float(((probe - ref) ** 2).sum()) / max(float((ref ** 2).sum()), 1e-30)
+    ref = T(probe[1])
+    rel = float(((check - ref) ** 2).sum()) / max(float((ref ** 2).sum()), 1e-30)
     if not rel < 1e-6:
         raise ActcError(f"reconstruction: re-running {layer.op.type} for '{layer.output}' in "
                         f"dygraph does not reproduce the program (relative error {rel:.2e}); "
                         "its attributes are not handled")
-    norm = sum(float((y ** 2).sum()) for y in ys)
-    norm = norm / len(ys) if norm > 0 else 1.0
+    norm = float((full_y ** 2).sum()) / len(ys)
+    norm = norm if norm > 0 else 1.0
 
     def hard_loss(codes: np.ndarray) -> float:
         wq = soft.hard_weight(codes)
         with paddle.no_grad():
-            return sum(float(sq_err(forward(paddle, layer, x, wq), y))
-                       for x, y in zip(xs, ys)) / len(ys) / norm
+            return sum(float(sq_err(forward(paddle, layer, full_x[a:b], wq), full_y[a:b]))
+                       for a, b in chunks) / len(ys) / norm
 
     learn_rounding(paddle, [soft.V], xs, ys,
                    lambda x, y: sq_err(forward(paddle, layer, x, soft.weight()), y) / norm,

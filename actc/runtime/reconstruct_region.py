@@ -27,8 +27,9 @@ from actc.progress import progress as progress_bar
 from actc.quant.quantizers import Quantizer
 from actc.quant.regions import Region, auto_regions, regions_from_pairs
 from actc.runtime import interp
-from actc.runtime.reconstruct import (DEFAULT_LAMBDA, LayerResult, ReconReport, SoftRounding,
-                                      learn_rounding, write_codes)
+from actc.runtime.reconstruct import (DEFAULT_LAMBDA, FloatCache, LayerResult, ReconReport,
+                                      SoftRounding, eval_rows, learn_rounding, slices,
+                                      write_codes)
 
 #: relative squared error within which the dygraph region must reproduce the program.
 CHECK_TOLERANCE = 1e-3
@@ -65,34 +66,76 @@ def reconstruct_regions(program: Program, quantizers: list[Quantizer], dataset, 
     batches = [b.feed for b in dataset.batches(batch_size, recon_batches)]
     if not batches:
         raise ActcError("reconstruction: the calibration data is empty", path=dataset.source)
+    sizes = [len(next(iter(b.values()))) for b in batches]
     set_forward_only(True)
     fprog = float_program(program)
-    float_runner = Runner(fprog, device)
+    if not simulate_activation_quant:
+        for r in eligible:
+            _check_names(fprog, r)
+    float_runner = Runner(fprog, device, private=True)
     place = float_runner.place
+    floats = FloatCache(float_runner, fprog, batches,
+                        [[r.output] + ([] if simulate_activation_quant else r.inputs)
+                         for r in eligible])
+    quant_runner = Runner(program, device)
+    # the program's own values on the first batch, before any weight changes: each region
+    # (and every op the stream runs) must reproduce them in dygraph
+    stream, why_not = None, None
+    names = list(dict.fromkeys(n for r in eligible for n in r.inputs + [r.output]))
+    in_regions = {op.uid for r in eligible for op in r.ops}
+    if simulate_activation_quant:
+        set_forward_only(False)
+        with dygraph(paddle, place):
+            try:
+                stream = interp.Stream(paddle, program, batches,
+                                       keep={n for r in eligible for n in r.inputs},
+                                       upto=[n for r in eligible for n in r.inputs])
+            except interp.Unsupported as e:
+                why_not = str(e)
+        set_forward_only(True)
+        if stream is not None:     # each region's ops are checked as a whole (_learn)
+            names = list(dict.fromkeys(names + stream.verify_names(in_regions)))
+    reference = dict(zip(names, quant_runner.run(batches[0], names)))
+    if stream is not None:
+        set_forward_only(False)
+        with dygraph(paddle, place):
+            stream.verify(reference, CHECK_TOLERANCE, in_regions)
+        quant_runner = None     # the stream computes the inputs from here on
+    elif why_not:
+        report.skipped.append(f"inputs from the executor, one pass per region (the dygraph "
+                              f"forward cannot run {why_not})")
     bar = progress_bar(total=len(eligible), desc="reconstruct", unit="region",
                        enabled=progress)
-    quant_runner = None
     try:
-        for region in eligible:
+        for k, region in enumerate(eligible):
             set_forward_only(True)
-            if quant_runner is None:
-                quant_runner = Runner(program, device)
-            targets = [float_runner.run(feed, [region.output])[0] for feed in batches]
-            source = quant_runner if simulate_activation_quant else float_runner
-            _check_names(fprog if source is float_runner else program, region)
-            inputs = [source.run(feed, region.inputs) for feed in batches]
-            program_out = quant_runner.run(batches[0], region.inputs + [region.output])
+            floated = floats.take(k)
+            targets = np.concatenate(floated[region.output])
+            inputs = None
+            if not simulate_activation_quant:
+                inputs = [np.concatenate(floated[n]) for n in region.inputs]
+            elif stream is None:
+                if quant_runner is None:
+                    quant_runner = Runner(program, device)
+                runs = [quant_runner.run(feed, region.inputs) for feed in batches]
+                inputs = [np.concatenate([r[i] for r in runs]) for i in range(len(region.inputs))]
+            check = [reference[n] for n in region.inputs + [region.output]]
             set_forward_only(False)
             with dygraph(paddle, place):
-                codes, result = _learn(paddle, program, region, inputs, targets, program_out,
-                                       epochs=epochs, lr=lr, reg_lambda=reg_lambda,
-                                       progress=progress)
+                if inputs is None:
+                    inputs = stream.values(region.inputs)
+                codes, result, out = _learn(paddle, program, region, inputs, targets, check,
+                                            sizes=sizes, epochs=epochs, lr=lr,
+                                            reg_lambda=reg_lambda, progress=progress)
+                if stream is not None:
+                    stream.provide({region.output: out}, {op.uid for op in region.ops})
             for q, c in codes:
                 name = write_codes(program, q, c)
-                if name == q.tensor:
-                    quant_runner.set_param(name, program.params[name].array)
-                else:   # the quantizer was rewired to a copy: rebuild for the next region
-                    quant_runner = None
+                if quant_runner is not None:
+                    if name == q.tensor:
+                        quant_runner.set_param(name, program.params[name].array)
+                    else:   # the quantizer was rewired to a copy: rebuild for the next region
+                        quant_runner = None
             report.layers.append(result)
             bar.update(1)
     finally:
@@ -111,17 +154,27 @@ def _check_names(prog: Program, region: Region) -> None:
 
 
 def _learn(paddle, program: Program, region: Region, inputs, targets, program_out, *,
-           epochs: int, lr: float, reg_lambda: float, progress: bool):
-    T = lambda a: paddle.to_tensor(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+           sizes: list[int], epochs: int, lr: float, reg_lambda: float, progress: bool):
+    """``inputs``: one array or tensor per region input, ``targets`` one, all cached samples;
+    ``sizes``: the rows of each calibration batch. Returns the chosen codes, the report row
+    and the region output with them (tensor, all samples)."""
+    def T(a):
+        if isinstance(a, np.ndarray):
+            return paddle.to_tensor(np.ascontiguousarray(a, dtype=np.float32))
+        return a
+
     softs = [SoftRounding(paddle, program, q) for q in region.weights]
     params = {}
     for op in region.ops:
         for n in op.input_names:
             if n in program.params and program.is_weight(n):
                 params[n] = T(program.params[n].array)
-    xs = [[T(a) for a in batch] for batch in inputs]
-    ys = [T(a) for a in targets]
-    norm = sum(float((y * y).sum()) for y in ys) / len(ys) or 1.0
+    full_x = [T(a) for a in inputs]
+    full_y = T(targets)
+    xs = [[x[a:b] for x in full_x] for a, b in slices(sizes)]
+    ys = [full_y[a:b] for a, b in slices(sizes)]
+    norm = float((full_y * full_y).sum()) / len(ys) or 1.0
+    chunks = slices(sizes, eval_rows(sizes, sum(4 * int(np.prod(x.shape[1:])) for x in full_x)))
 
     def run(x, weights):
         env = dict(params)
@@ -145,10 +198,12 @@ def _learn(paddle, program: Program, region: Region, inputs, targets, program_ou
         raise ActcError(f"region_wise: running {region.name} in dygraph does not reproduce the "
                         f"program (relative error {rel:.2e}); an op's attributes are not handled")
 
-    def hard_loss(weights) -> float:
+    def hard_pass(weights):
+        """(loss, output on all samples) with hard weights."""
         with paddle.no_grad():
-            return sum(float(((run(x, weights) - y) ** 2).sum()) for x, y in zip(xs, ys)) \
-                / len(ys) / norm
+            outs = [run([x[a:b] for x in full_x], weights) for a, b in chunks]
+            out = outs[0] if len(outs) == 1 else paddle.concat(outs, axis=0)
+            return float(((out - full_y) ** 2).sum()) / len(ys) / norm, out
 
     learn_rounding(paddle, [s.V for s in softs], xs, ys,
                    lambda x, y: ((run(x, {s.q.output: s.weight() for s in softs}) - y) ** 2
@@ -157,8 +212,8 @@ def _learn(paddle, program: Program, region: Region, inputs, targets, program_ou
                    epochs=epochs, lr=lr, reg_lambda=reg_lambda,
                    desc=f"reconstruct {region.name}", progress=progress)
     learned = {id(s): s.learned_codes() for s in softs}
-    near_loss = hard_loss(nearest)
-    learned_loss = hard_loss(hard(lambda s: learned[id(s)]))
+    near_loss, near_out = hard_pass(nearest)
+    learned_loss, learned_out = hard_pass(hard(lambda s: learned[id(s)]))
     kept = "learned" if learned_loss <= near_loss else "nearest"
     codes = [(s.q, (learned[id(s)] if kept == "learned" else s.nearest).astype(np.float32))
              for s in softs]
@@ -167,4 +222,4 @@ def _learn(paddle, program: Program, region: Region, inputs, targets, program_ou
                          weight=", ".join(s.q.tensor for s in softs), nearest_loss=near_loss,
                          learned_loss=learned_loss, kept=kept, changed=changed,
                          size=sum(int(s.nearest.size) for s in softs))
-    return codes, result
+    return codes, result, (learned_out if kept == "learned" else near_out)
