@@ -31,8 +31,31 @@ PERCENTILES = (0.999, 0.9999, 0.99999)
 RATIOS = (0.35, 0.5, 0.65, 0.8)
 #: samples of each tensor kept for layer scoring (fewer when a sample is large).
 SAMPLES = 16
-#: elements of one tensor's kept samples at most (bounds the memory auto adds).
-SAMPLE_ELEMENTS = 1 << 21
+#: elements of one tensor's kept samples at most (bounds the memory and the scoring time
+#: auto adds on big inputs; small models keep all SAMPLES).
+SAMPLE_ELEMENTS = 1 << 20
+#: the whole-model check: samples it runs on (a sixteenth of those calibrated on, within these
+#: bounds), and the quantized activation values all its runs may pass through, which caps its
+#: cost on big inputs (fewer configurations first, then fewer samples).
+CHECK_SAMPLES = (8, 64)
+CHECK_VALUES = 1 << 27
+#: configurations the check keeps at least: the per-tensor mix, the blend and the best single.
+CHECK_MIN_CONFIGS = 3
+
+
+#: configurations the check runs at most (the most promising first).
+CHECK_MAX_CONFIGS = 6
+
+
+def check_plan(calibrated: int, values_per_sample: int, configs: int) -> tuple[int, int]:
+    """(samples, configurations) for the whole-model check."""
+    lo, hi = CHECK_SAMPLES
+    n = max(lo, min(hi, calibrated // 8))
+    per_run = max(1, values_per_sample)
+    configs = min(configs, CHECK_MAX_CONFIGS)
+    k = max(min(configs, CHECK_MIN_CONFIGS), min(configs, CHECK_VALUES // (n * per_run)))
+    n = max(1, min(n, CHECK_VALUES // (k * per_run)))
+    return n, k
 
 
 @dataclass
@@ -69,10 +92,20 @@ def hist_name(percent: float) -> str:
     return f"hist@{percent:g}"
 
 
+#: thresholds closer than this (relative) are scored once, as the smaller of them.
+SAME_THRESHOLD = 0.01
+
+
 def distinct(cands: dict[str, float]) -> tuple[np.ndarray, dict[str, int]]:
-    """The distinct thresholds, and each candidate's index among them."""
+    """The thresholds worth scoring apart (within SAME_THRESHOLD of the previous one counts
+    as the same), and each candidate's index among them."""
     values = np.unique(np.asarray(list(cands.values()), dtype=np.float64))
-    return values, {k: int(np.searchsorted(values, v)) for k, v in cands.items()}
+    keep = [0] if values.size else []
+    for i in range(1, values.size):
+        if values[i] > values[keep[-1]] * (1.0 + SAME_THRESHOLD):
+            keep.append(i)
+    kept = values[keep]
+    return kept, {k: int(np.searchsorted(kept, v, side="right")) - 1 for k, v in cands.items()}
 
 
 def uniform_errors(choices: list["AutoChoice"], names) -> dict[str, float]:

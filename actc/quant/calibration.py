@@ -252,12 +252,13 @@ def expected_error(hist: np.ndarray, width: float, thresholds, bits: int, p: int
     p = int(p)
     h = np.asarray(hist, dtype=np.float64)
     t = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))[:, None]
-    edges = np.arange(h.size + 1, dtype=np.float64)[None, :] * width
-    step = t / _qmax(bits)
-    g = _cum_err(np.minimum(edges, t), step, p) + _pow(np.maximum(edges, t) - t, p + 1) / (p + 1)
     dens = h / width
     wts = np.concatenate([[0.0], dens]) - np.concatenate([dens, [0.0]])  # d_{k-1} - d_k
-    return g @ wts / h.sum()
+    at = np.flatnonzero(wts)    # edges between equal bins (empty tails) add nothing
+    edges = at.astype(np.float64)[None, :] * width
+    step = t / _qmax(bits)
+    g = _cum_err(np.minimum(edges, t), step, p) + _pow(np.maximum(edges, t) - t, p + 1) / (p + 1)
+    return g @ wts[at] / h.sum()
 
 
 def _search(stats, bits, p, num_candidates, min_ratio):

@@ -15,8 +15,7 @@ from actc.ir.program import Program
 from actc.quant import auto
 from actc.quant.quantizers import Quantizer
 from actc.quant.reference import fake_quant_dequant
-from actc.runtime.layers import (CONV_TYPES, Layer, attach_epilogue, dygraph, epilogue_fn,
-                                 forward)
+from actc.runtime.layers import CONV_TYPES, Layer, attach_epilogue, dygraph, forward
 
 _INPUT_SLOT = {"conv2d": "Input", "depthwise_conv2d": "Input", "mul": "X", "matmul_v2": "X"}
 _WEIGHT_SLOT = {"conv2d": "Filter", "depthwise_conv2d": "Filter", "mul": "Y", "matmul_v2": "Y"}
@@ -92,7 +91,9 @@ def _layer_errors(paddle, act: Quantizer, layers: list[Layer], cands: dict[str, 
                   kept: list[np.ndarray], originals: dict[str, np.ndarray],
                   quantized: dict[str, np.ndarray]) -> dict[str, float]:
     """Sum over the layers of |layer(qdq(x), Wq) - layer(x, W)|^2 / |layer(x, W)|^2. Every
-    distinct threshold's quantized samples go through the layer in one batched call."""
+    distinct threshold's quantized samples go through the layer in one batched call; the
+    epilogue and the error run in numpy, in place (Paddle's broadcasting ``y * a + b`` on
+    CPU took 3x the conv itself: 28 of 57 s scoring mobilenet_v2 at 224)."""
     T = lambda a: paddle.to_tensor(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     x = np.concatenate(kept, axis=0)
     n = x.shape[0]
@@ -101,67 +102,94 @@ def _layer_errors(paddle, act: Quantizer, layers: list[Layer], cands: dict[str, 
     chunk = max(1, CALL_ELEMENTS // max(x.size, 1))
     with paddle.no_grad():
         for layer in layers:
+            epilogue = numpy_epilogue(layer)
             w = originals[layer.quantizer.tensor]
             wq = T(quantized[layer.quantizer.tensor])
-            y = forward(paddle, layer, T(x), T(w))
-            epi = epilogue_fn(paddle, layer, len(y.shape), T)
-            ref = epi(y)
-            norm = max(float((ref * ref).sum()), 1e-30)
+            ref = epilogue(forward(paddle, layer, T(x), T(w)).numpy())
+            flat_ref = ref.reshape(1, n, -1)
+            norm = max(float(np.einsum("ij,ij->", flat_ref[0], flat_ref[0])), 1e-30)
             for lo in range(0, values.size, chunk):
                 ts = values[lo:lo + chunk]
                 xq = np.concatenate([fake_quant_dequant(x, np.float32(t), act.bits, -1,
                                                         _round_type(act)) for t in ts])
-                out = epi(forward(paddle, layer, T(xq), wq)).numpy()
-                diff = out.reshape((ts.size, n) + out.shape[1:]) - ref.numpy()[None]
-                per_value[lo:lo + ts.size] += (diff.reshape(ts.size, -1) ** 2).sum(1) / norm
+                out = epilogue(forward(paddle, layer, T(xq), wq).numpy())
+                diff = out.reshape(ts.size, n, -1)
+                diff -= flat_ref
+                diff = diff.reshape(ts.size, -1)
+                per_value[lo:lo + ts.size] += np.einsum("ij,ij->i", diff, diff) / norm
     return {k: float(per_value[i]) for k, i in index.items()}
+
+
+def numpy_epilogue(layer: Layer):
+    """y -> relu(a * y + b) in place, along the layer's output channel axis."""
+    if layer.affine is None:
+        return lambda y: y
+
+    def apply(y: np.ndarray) -> np.ndarray:
+        shape = [1] * y.ndim
+        shape[layer.channel_axis] = layer.affine[0].size
+        y = np.asarray(y, dtype=np.float32)
+        if not y.flags.writeable:
+            y = y.copy()
+        y *= layer.affine[0].reshape(shape)
+        y += layer.affine[1].reshape(shape)
+        if layer.relu:
+            np.maximum(y, 0, out=y)
+        return y
+    return apply
 
 
 #: single algorithms the per-tensor mix may be checked against on the whole model.
 SINGLE_ALGOS = ("abs_max", "avg", "hist", "KL", "mse", "emd", "ptf")
-#: how many of them (those with the least summed layer error first): all; fewer saves forward
-#: passes on big models but missed the best one on MobileNetV2 at W4A4.
-CHECKED_SINGLES = len(SINGLE_ALGOS)
 
 
 def best_singles(choices: list[auto.AutoChoice], hist_percent: float) -> tuple[str, ...]:
-    """The single algorithms whose uniform use has the least summed error over the tensors."""
+    """The single algorithms, least summed error over the tensors first."""
     names = {a: (auto.hist_name(hist_percent) if a == "hist" else a) for a in SINGLE_ALGOS}
     err = auto.uniform_errors(choices, names.values())
-    ranked = sorted(SINGLE_ALGOS, key=lambda a: err[names[a]])
-    return tuple(ranked[:CHECKED_SINGLES])
+    return tuple(sorted(SINGLE_ALGOS, key=lambda a: err[names[a]]))
+
+
+def check_configs(choices: list[auto.AutoChoice], singles: tuple[str, ...],
+                  hist_percent: float) -> dict[str, dict[str, float]]:
+    """What the whole-model check compares, most promising first: the per-tensor mix, the
+    best single algorithm, it with only clear local winners replacing it
+    (:func:`actc.quant.auto.blend`), then the other singles. Duplicates are dropped."""
+    configs = {"per-tensor": {c.tensor: c.threshold for c in choices}}
+    for k, algo in enumerate(singles):
+        name = auto.hist_name(hist_percent) if algo == "hist" else algo
+        thresholds = {c.tensor: c.thresholds[name] for c in choices}
+        if thresholds not in configs.values():
+            configs[algo] = thresholds
+        if k == 0:
+            mixed = auto.blend(choices, name, thresholds)
+            if mixed not in configs.values():
+                configs[f"{algo}+per-tensor"] = mixed
+    return configs
 
 
 def model_check(program: Program, quantizers: list[Quantizer], stats: dict,
-                choices: list[auto.AutoChoice], originals: dict[str, np.ndarray],
-                weight_algo: str, hist_percent: float, batches: list, device: str | None,
-                singles: tuple[str, ...]) -> tuple[str, dict[str, float], dict[str, float]]:
-    """Run the quantized model on ``batches`` with the per-tensor mix, with the single
-    algorithms ``singles``, and with the first of them where only clear local winners
-    replace it (:func:`actc.quant.auto.blend`), and keep whichever reproduces the float outputs best (SNR):
-    per-layer errors do not add up exactly, and this keeps auto from losing to those
-    algorithms on the data it is checked on. Returns (winner, its thresholds, SNR dB per
-    configuration)."""
+                configs: dict[str, dict[str, float]], originals: dict[str, np.ndarray],
+                weight_algo: str, batches: list, device: str | None
+                ) -> tuple[str, dict[str, float], dict[str, float]]:
+    """Run the quantized model on ``batches`` with each configuration of thresholds and keep
+    whichever reproduces the float outputs best (SNR): per-layer errors do not add up
+    exactly, and this keeps auto from losing to a single algorithm on the data it is checked
+    on. Returns (winner, its thresholds, SNR dB per configuration)."""
     from actc.quant.ptq import ScaleChoice, apply_scales
     from actc.runtime.calibrate import float_program
     from actc.runtime.evaluate import fidelity
     from actc.runtime.executor import Runner
 
-    configs = {"per-tensor": {c.tensor: c.threshold for c in choices}}
-    for k, algo in enumerate(singles):
-        name = auto.hist_name(hist_percent) if algo == "hist" else algo
-        configs[algo] = {c.tensor: c.thresholds[name] for c in choices}
-        if k == 0:
-            mixed = auto.blend(choices, name, configs[algo])
-            if mixed != configs[algo]:
-                configs[f"{algo}+per-tensor"] = mixed
     ref_runner = Runner(float_program(program), device, private=True)
     refs = [ref_runner.run(b.feed) for b in batches]
+    del ref_runner
     runner = Runner(program, device)
+    weights: dict = {}   # weight thresholds do not change between configurations
     snr: dict[str, float] = {}
     for name, thresholds in configs.items():
         written = apply_scales(program, quantizers, stats, ScaleChoice("auto", None, weight_algo),
-                               originals, overrides=thresholds)
+                               originals, cache=weights, overrides=thresholds)
         for var, value in written.items():
             runner.set_param(var, value)
         outs = [runner.run(b.feed) for b in batches]

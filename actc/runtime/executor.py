@@ -6,10 +6,11 @@ import re
 
 import numpy as np
 
+from actc.dsl.primitives import QUANTIZER_TYPES
 from actc.errors import ActcError
 from actc.ir.program import Program
 from actc.ir.verify import summarize, verify_input
-from actc.runtime.paddle_env import import_paddle, resolve_place
+from actc.runtime.paddle_env import import_paddle, onednn_off, resolve_place
 
 # How Paddle's C++ errors look: "(InvalidArgument) msg", "[Hint: ...]", "(at /paddle/x.cc:12)",
 # "[operator < pool2d > error]". Paddle maps them to these builtin types (or EnforceNotMet);
@@ -110,11 +111,21 @@ def strip_feed_fetch(program: Program) -> Program:
     return program
 
 
+#: feed values per run above which a quantized program runs without oneDNN (see Runner).
+QDQ_ONEDNN_FEED_VALUES = 1 << 20
+
+
 class Runner:
     """One Paddle program + scope built from an IR program, run batch by batch.
 
     ``private=True`` hands over a program nobody else uses (e.g. a fresh float copy), which
     saves a copy.
+
+    A program with quantize/dequantize ops fed big batches runs without oneDNN: Paddle
+    3.3.1's oneDNN path reorders around every such op, which took mobilenet_v2 at 224, batch
+    32, from 0.7 to 3.7 GB for no gain in speed (2.2-3.0 vs 2.4-2.6 s at batch 16); on small
+    inputs oneDNN stays, twice as fast there (35 vs 70 ms for 32 8x8 digits). The choice is
+    made at the first run: Paddle keeps the kernels it picked then.
     """
 
     def __init__(self, program: Program, device: str | None = None, *, private: bool = False):
@@ -123,6 +134,8 @@ class Runner:
         self.feeds = program.feed_names()
         self.fetches = program.fetch_names()
         self.positions = op_positions(program)
+        self.quantized = any(op.type in QUANTIZER_TYPES for op in program.ops())
+        self.onednn_off: bool | None = None
         runnable = strip_feed_fetch(program if private else program.clone())
         self.place = resolve_place(device)
         with paddle_errors(self.positions):
@@ -137,7 +150,10 @@ class Runner:
 
     def run(self, feed: dict[str, np.ndarray], fetch: list[str] | None = None) -> list[np.ndarray]:
         fetch = list(fetch or self.fetches)
-        with self._guard(), paddle_errors(self.positions):
+        if self.onednn_off is None:
+            values = sum(int(np.size(v)) for v in feed.values())
+            self.onednn_off = self.quantized and values > QDQ_ONEDNN_FEED_VALUES
+        with self._guard(), paddle_errors(self.positions), onednn_off(self.onednn_off):
             return self.exe.run(self.program, feed=feed, fetch_list=fetch, scope=self.scope,
                                 return_numpy=True)
 

@@ -6,6 +6,7 @@ breaks some grad kernels, so it is enabled only for forward-only work (see PADDL
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -28,7 +29,6 @@ def import_paddle():
         raise ActcError("Paddle was imported in PIR mode before actc could set "
                         "FLAGS_enable_pir_api=0; set it in the environment first")
     try:
-        import contextlib
         import io
         import warnings
 
@@ -56,6 +56,23 @@ def set_forward_only(enabled: bool) -> None:
     paddle = import_paddle()
     if not paddle.is_compiled_with_cuda():
         paddle.set_flags({"FLAGS_use_mkldnn": bool(enabled)})
+
+
+@contextlib.contextmanager
+def onednn_off(enabled: bool = True):
+    """oneDNN off inside the block (when ``enabled``), as it was after."""
+    paddle = import_paddle()
+    if not enabled or paddle.is_compiled_with_cuda():
+        yield
+        return
+    was = bool(paddle.get_flags(["FLAGS_use_mkldnn"])["FLAGS_use_mkldnn"])
+    if was:
+        paddle.set_flags({"FLAGS_use_mkldnn": False})
+    try:
+        yield
+    finally:
+        if was:
+            paddle.set_flags({"FLAGS_use_mkldnn": True})
 
 
 def resolve_place(device: str | None):

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from actc.data import open_dataset
+import numpy as np
+
+from actc.data import Batch, open_dataset
 from actc.errors import ActcError
 from actc.quant import auto as auto_calibration
 from actc.quant.calibration import AUTO, needs_histogram
@@ -90,18 +92,27 @@ def calibrate(ctx, args: dict) -> None:
                f"{seen} batches x {batch_size} in {secs:.2f} s")
 
 
-#: samples (from the end of the calibration data) auto's whole-model check runs on: an
-#: eighth of those calibrated on, so its 9 forward passes cost about one statistics pass.
-AUTO_CHECK_SAMPLES = (8, 64)
-
-
-def tail_batches(dataset, batch_size: int, count: int) -> list:
-    """The last ``count`` batches of the data (all of it when it is that short)."""
+def tail_samples(dataset, count: int) -> list:
+    """The last ``count`` samples of the data in as few batches as the source gives (all of
+    it when it is that short; a data function's own batches are cut to size)."""
     import itertools
 
-    available = dataset.num_batches(batch_size, None)
-    skip = max(0, (available or 0) - count)
-    return list(itertools.islice(dataset.batches(batch_size, None), skip, skip + count))
+    size = max(1, count)   # one run per configuration
+    available = dataset.num_batches(size, None)
+    want = -(-count // size)
+    skip = max(0, (available or 0) - want)
+    out, have = [], 0
+    for batch in itertools.islice(dataset.batches(size, None), skip, None):
+        take = min(len(batch), count - have)
+        if take <= 0:
+            break
+        rows = len(batch)
+        feed = {k: (v[:take] if getattr(v, "ndim", 0) and len(v) == rows else v)
+                for k, v in batch.feed.items()}
+        label = batch.label[:take] if batch.label is not None else None
+        out.append(Batch(feed, label))
+        have += take
+    return out
 
 
 def _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, dataset,
@@ -110,24 +121,25 @@ def _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, d
     (actc.quant.auto); None for any other algo."""
     if samples is None:
         return None
-    from actc.runtime.auto_calib import best_singles, choose, model_check
+    from actc.runtime.auto_calib import best_singles, check_configs, choose, model_check
 
+    hist_percent = float(args["hist_percent"])
     quantized = quantized_weights(quantizers, originals, choice.weight_algo)
     chosen, choices, secs = choose(ctx.program, quantizers, stats, samples, originals,
-                                   quantized, float(args["hist_percent"]), ctx.device)
+                                   quantized, hist_percent, ctx.device)
+    per_sample = sum(int(np.prod(kept[0].shape[1:])) for kept in samples.values() if kept)
     samples.clear()
     by_layer = sum(1 for c in choices if c.metric == "layer")
     _note(ctx, f"calibrate: auto chose per tensor ({by_layer} of {len(choices)} scored on the "
                f"layers they feed, in {secs:.2f} s): {auto_calibration.winners_summary(choices)}")
-    lo, hi = AUTO_CHECK_SAMPLES
-    n = max(lo, min(hi, seen * int(args["batch_size"]) // 8))
-    size = min(int(args["batch_size"]), n)
-    checked_on = tail_batches(dataset, size, -(-n // size))
+    configs = check_configs(choices, best_singles(choices, hist_percent), hist_percent)
+    n, k = auto_calibration.check_plan(seen * int(args["batch_size"]), per_sample,
+                                       len(configs))
+    configs = dict(list(configs.items())[:k])
+    checked_on = tail_samples(dataset, n)
     how = f"the last {sum(len(b) for b in checked_on)} calibration samples"
-    singles = best_singles(choices, float(args["hist_percent"]))
-    winner, chosen, snr = model_check(ctx.program, quantizers, stats, choices, originals,
-                                      choice.weight_algo, float(args["hist_percent"]),
-                                      checked_on, ctx.device, singles)
+    winner, chosen, snr = model_check(ctx.program, quantizers, stats, configs, originals,
+                                      choice.weight_algo, checked_on, ctx.device)
     base = winner.split("+")[0]
     base = auto_calibration.hist_name(float(args["hist_percent"])) if base == "hist" else base
     rows = []
