@@ -112,7 +112,7 @@ def strip_feed_fetch(program: Program) -> Program:
 
 
 #: feed values per run above which a quantized program runs without oneDNN (see Runner).
-QDQ_ONEDNN_FEED_VALUES = 1 << 20
+QDQ_ONEDNN_FEED_VALUES = 1 << 16
 
 
 class Runner:
@@ -121,11 +121,12 @@ class Runner:
     ``private=True`` hands over a program nobody else uses (e.g. a fresh float copy), which
     saves a copy.
 
-    A program with quantize/dequantize ops fed big batches runs without oneDNN: Paddle
-    3.3.1's oneDNN path reorders around every such op, which took mobilenet_v2 at 224, batch
-    32, from 0.7 to 3.7 GB for no gain in speed (2.2-3.0 vs 2.4-2.6 s at batch 16); on small
-    inputs oneDNN stays, twice as fast there (35 vs 70 ms for 32 8x8 digits). The choice is
-    made at the first run: Paddle keeps the kernels it picked then.
+    A program with quantize/dequantize ops fed more than a few small images runs without
+    oneDNN: Paddle 3.3.1's oneDNN path grows memory at every run of such a program
+    (mobilenet_v2 at 224: +150-350 MB per run of 6 images, 0.7 -> 3.7 GB over three runs of
+    32) for no gain in speed (2.2-3.0 vs 2.4-2.6 s at batch 16); on small inputs oneDNN
+    stays, twice as fast there (35 vs 70 ms for 32 8x8 digits). The choice is made at the
+    first run: Paddle keeps the kernels it picked then.
     """
 
     def __init__(self, program: Program, device: str | None = None, *, private: bool = False):
