@@ -33,6 +33,7 @@ class PassResult:
     renamed: int = 0
     params_set: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
