@@ -9,7 +9,20 @@ Three kinds of pruning, each trained with l2 distillation from the unpruned mode
     unstr75      UnstructurePrune, GMP to ratio 0.75, prune_params_type conv1x1_only, local_sparsity true,
                  gmp_config scaled to the run: stable 0, pruning = tuning = 0.45 * iters, pruning_steps
                  ``--gmp-steps`` (10), initial_ratio 0.15;
-    asp          ASPPrune (2:4), prune_params_name = every conv2d weight with groups 1.
+    asp          ASPPrune (2:4), prune_params_name = every conv2d weight with groups 1;
+    tp25 / tp50  TransformerPrune, pruned_ratio 0.25 / 0.5 (heads and FFN neurons of every
+                 encoder layer), for the transformer models below.
+
+Models (``--model``): ``digits`` (the embedded example), ``mbv2_digits`` (built on demand,
+benchmarks/digits_models.py), ``tfm_encoder`` (tests/fixtures/tfm_encoder: 2-layer
+nn.TransformerEncoder on a synthetic token-count task, feed ``tokens``, 1000 training / 400
+test sequences, fp32 100 %) and ``tfm_digits`` (the same encoder on a real task, the digits
+images read as sequences of 8 pixel rows, feed ``image`` [N, 8, 8], the mbv2_digits split;
+built on demand into WORK/tfm_digits by ``tools/make_transformer_fixture.py --task digits``
+with ``--pd26-python`` (default /tmp/pd26/bin/python: paddlepaddle 2.6.2 + scikit-learn, as
+3.3.1 cannot export nn.TransformerEncoder)). The transformers' train.npz carries labels: ACT's
+TransformerPrune needs them for its gradient ranking, so its eval_dataloader gets the training
+split with labels (batches of --batch-size, in order); actc gets the same file as ``--data``.
 
 Install (PaddleSlim is NOT an actc dependency; keep it in its own venv, as for qat_vs_act.py):
 
@@ -37,6 +50,20 @@ was measured with:
         --tools act_nodrop --out-json $R/mbv2_nodrop.json
     $B benchmarks/prune_vs_act.py --latency-only $R/mbv2.json     # re-time the kept models only
     $B benchmarks/prune_vs_act.py --model digits --methods asp --tools actc   # one cell
+    # TransformerPrune (lr 1e-3: 5e-3 diverges on these transformers; ~15 s a cell):
+    /tmp/pd26/bin/python tools/make_transformer_fixture.py --task digits --out /tmp/actc_bench/tfm_digits
+    for m in tfm_digits tfm_encoder; do
+      $B benchmarks/prune_vs_act.py --model $m --methods tp25 tp50 --iters 600 --lr 0.001 \
+          --lat-rounds 15 --tools act_raw act act_mean act_tpdrop actc actc_grad --out-json $R/$m.json
+      $B benchmarks/prune_vs_act.py --model $m --methods tp25 tp50 --iters 600 --lr 0.001 --seed 1 \
+          --tools act_mean actc actc_grad --no-latency --out-json $R/${m}_seed1.json
+      $B benchmarks/prune_vs_act.py --model $m --methods tp25 tp50 --iters 600 --lr 0.001 --seed 1 \
+          --tools act_tpdrop --no-latency --out-json $R/${m}_seed1_tpdrop.json
+      $B benchmarks/prune_vs_act.py --model $m --methods tp25 tp50 --iters 1 --lr 1e-12 \
+          --tools act_mean actc actc_grad --no-latency --out-json $R/${m}_noft.json  # no fine-tuning
+      $B benchmarks/prune_vs_act.py --model $m --methods tp25 tp50 --iters 1 --lr 1e-12 \
+          --tools act_tpdrop --no-latency --out-json $R/${m}_noft_tpdrop.json
+    done
 
 Measured results: benchmarks/results/prune_vs_act.md. Every run leaves its config.yaml, log and
 written model in WORK/prune_runs/<tool>_<model>_<method>_*/ (WORK = --work, default /tmp/actc_bench).
@@ -72,8 +99,22 @@ ACT variants (``--tools``; each gets a private copy of the model):
              without consumers ("Leaves"), and fix 2's dropout Mask is one, so the group of the
              conv in front of pool -> flatten -> dropout (mbv2_digits: conv2d_24.w_0) is dropped
              with only a warning; without the op ACT prunes it (and trains without dropout).
+    act_mean  act_bn + fix 8 (the transformers): also rename the non-persistable ``mean_N.tmp_M``
+             vars. ACT's l2 distillation loss is ``paddle.mean(square_error_cost(...))``; the
+             parsed program's name generator restarts, so its output is ``mean_0.tmp_0``, the
+             name of the model's own mean pooling: two ops write it, the classifier's
+             matmul_v2_grad reads a scalar as its X, and ACT's first training iteration dies
+             in MatmulGradKernel with SIGSEGV (``act`` = fixes 1+2 only: "worker exited -11").
+    act_tpdrop  act_mean + fix 9 (TransformerPrune): rank heads and neurons with dropout in
+             inference mode. TransformerPruner._program_add_mask builds its gradient program
+             with recover_inference_program, which sets is_test=False on every op, so ACT's
+             head-mask and FFN gradients go through random dropout (placed between softmax and
+             the head mask); training is unchanged.
     (qat_vs_act.py's fix 4, qmin/qmax on quantize ops, has nothing to act on without QuantAware.)
-actc always gets the model as exported. ``actc_recipe`` (ASPPrune only; run automatically when
+actc always gets the model as exported. ``actc_grad`` (TransformerPrune only): actc with
+``prune_transformer(..., criterion: gradient)`` (ACT's ranking, |d cross-entropy / d mask|
+over 32 batches of the --data labels) instead of its default ``auto`` = distill_loss; the YAML
+has no key for it, so the script lowers the config and edits that one step. ``actc_recipe`` (ASPPrune only; run automatically when
 ``actc`` fails that way) works around an actc lowering bug, fixed in actc 957d5f5: a one-argument
 step whose one-line form exceeds 100 characters was wrapped without its closing parenthesis, so ``actc compile --config``
 of an ASPPrune with many prune_params_name entries stopped with "syntax error: unexpected '('";
@@ -138,6 +179,7 @@ ACT_VARIANTS = {
     "act_all": {"fixes": True, "bn": True, "gmp_export": True, "asp_exclude": True},
     "act_nodrop": {"fixes": True, "bn": True, "no_dropout": True},
     "act_mean": {"fixes": True, "bn": True, "rename": "tmp_mean"},
+    "act_tpdrop": {"fixes": True, "bn": True, "rename": "tmp_mean", "tp_eval_dropout": True},
 }
 TOOLS = list(ACT_VARIANTS) + ["actc", "actc_recipe", "actc_grad"]
 MODELS = ["digits", "mbv2_digits", "tfm_encoder", "tfm_digits"]
@@ -316,6 +358,32 @@ def remove_dropout(model_dir: Path) -> int:
     return n
 
 
+def add_transpose_xshape(src: Path, dst: Path) -> int:
+    """Copy of a model whose transpose2 ops get their XShape output back (--lat-xshape).
+
+    Inference export drops it; ACT's recover_inference_program restores it for training and
+    its written models keep it. Paddle Inference's oneDNN matmul_transpose_reshape fuse needs
+    it: without it the attention's transpose2 + reshape2 after the context matmul stay separate
+    ops (tfm_encoder: 35 ops after IR optimisation instead of 31).
+    """
+    pb = Q._pb()
+    dst.mkdir(parents=True, exist_ok=True)
+    model_file, params_file = Q._program_file(Path(src))
+    shutil.copyfile(Path(src) / params_file, dst / "model.pdiparams")
+    prog = pb.ProgramDesc()
+    prog.ParseFromString((Path(src) / model_file).read_bytes())
+    n = 0
+    for block in prog.blocks:
+        for op in block.ops:
+            if op.type == "transpose2" and not any(
+                    sl.parameter == "XShape" and sl.arguments for sl in op.outputs):
+                x = next(sl.arguments[0] for sl in op.inputs if sl.parameter == "X")
+                Q._add_output_var(block, op, "XShape", x, "xshape", None, pb, (0,))
+                n += 1
+    (dst / "model.pdmodel").write_bytes(prog.SerializeToString())
+    return n
+
+
 # ------------------------------------------------------------------ the shared config
 def make_config(method: str, args, iters: int, cp_params: list[str] | None,
                 asp_params: list[str]) -> dict:
@@ -379,7 +447,12 @@ def run_act(case, args, method, run_dir: Path, cfg_path: Path, tool: str) -> dic
             "gmp_export": bool(v.get("gmp_export")), "asp_exclude": bool(v.get("asp_exclude")),
             # TransformerPrune ranks heads/neurons by |d cross-entropy / d mask| on ACT's
             # eval_dataloader, which must carry labels: the training split with its labels
-            "eval_labels": method in TP_METHODS}
+            "eval_labels": method in TP_METHODS,
+            "tp_eval_dropout": bool(v.get("tp_eval_dropout")) and method in TP_METHODS}
+    if spec["tp_eval_dropout"]:
+        fixes.append("dropout in inference mode while TransformerPrune ranks heads/neurons (ACT's "
+                     "recover_inference_program sets is_test=False on every op, so the mask "
+                     "gradients are taken through random dropout)")
     if v.get("asp_exclude") and method == "asp":
         fixes.append("ASP exclusions kept for every program (ACT sets them on a Program object "
                      "the optimizer and prune_model never see)")
@@ -566,6 +639,24 @@ def act_worker(spec_file: str) -> int:
             return orig_init(self, *a, **k)
 
         AutoCompression.__init__ = init_with_eval
+    if spec.get("tp_eval_dropout"):
+        # TransformerPruner._program_add_mask builds its gradient program with
+        # recover_inference_program, which sets is_test=False on every op: the head-mask and
+        # FFN gradients that rank heads and neurons are taken through random dropout (which also
+        # sits between softmax and the mask). Rank in inference mode instead; training unchanged.
+        import paddleslim.auto_compression.transformer_pruner as act_tp
+
+        orig_recover = act_tp.recover_inference_program
+
+        def recover_eval_dropout(program, *a, **k):
+            program = orig_recover(program, *a, **k)
+            for block in program.blocks:
+                for op in block.ops:
+                    if op.type == "dropout":
+                        op._set_attr("is_test", True)
+            return program
+
+        act_tp.recover_inference_program = recover_eval_dropout
     if spec.get("asp_exclude"):
         # ACT calls asp.set_excluded_layers(main_program=<the program build_prune_program sees>),
         # but Paddle keys the exclusions by Program object and ACT's decorated optimizer and
@@ -753,6 +844,15 @@ def fmt_tables(result: dict) -> str:
                 notes.append(f"- {tool}: " + "; ".join(r["fixes"]))
     if notes:
         lines += [""] + sorted(set(notes))
+    if result.get("xshape_latency"):
+        lines += ["", "The same models timed with transpose2's XShape output restored (--lat-xshape):", "",
+                  "| model | b1 ms | b8 ms | b1 ms as written | b8 ms as written |", "|---|---|---|---|---|"]
+        for key, v in result["xshape_latency"].items():
+            base = (fp.get("latency", {}) if key == "fp32" else
+                    result["cells"][key.split("/")[0]][key.split("/")[1]].get("latency", {})).get("ms", {})
+            ms = v.get("ms", {})
+            lines.append(f"| {key} | {fms(ms, '1', v)} | {fms(ms, '8', v)} | {fms(base, '1', {})} | "
+                         f"{fms(base, '8', {})} |")
     return "\n".join(lines)
 
 
@@ -762,6 +862,12 @@ def add_latency(result: dict, case, args) -> None:
         for tool, r in tools.items():
             if r.get("ok"):
                 models[f"{method}/{tool}"] = r["model_dir"]
+    if getattr(args, "lat_xshape", False):
+        xdir = Path(tempfile.mkdtemp(prefix="xshape_", dir=args.work))
+        for key in [k for k in models if k == "fp32" or k.split("/")[1].startswith("actc")]:
+            dst = xdir / key.replace("/", "_")
+            if add_transpose_xshape(Path(models[key]), dst):
+                models[key + "+xshape"] = str(dst)
     print(f"latency: {len(models)} models ...", flush=True)
     lat = measure_latency(models, case, args, args.work)
     if isinstance(lat.get("error"), str):
@@ -771,8 +877,11 @@ def add_latency(result: dict, case, args) -> None:
     result["latency_settings"] = {"runs": args.lat_runs, "warmup": args.lat_warmup,
                                   "rounds": args.lat_rounds, "omp_num_threads": 1,
                                   "math_threads": 1, "mkldnn": True}
+    result.pop("xshape_latency", None)
     for key, v in lat.items():
-        if key != "fp32":
+        if key.endswith("+xshape"):
+            result.setdefault("xshape_latency", {})[key[:-len("+xshape")]] = v
+        elif key != "fp32":
             m, t = key.split("/")
             result["cells"][m][t]["latency"] = v
 
@@ -812,6 +921,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lat-runs", type=int, default=50)
     ap.add_argument("--lat-warmup", type=int, default=20)
     ap.add_argument("--lat-rounds", type=int, default=9)
+    ap.add_argument("--lat-xshape", action="store_true",
+                    help="also time fp32 and actc's models with transpose2's XShape output restored "
+                         "(ACT's models have it; oneDNN's matmul_transpose_reshape fuse needs it)")
     ap.add_argument("--logging-iter", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=int, default=900, help="per tool run, seconds")
@@ -856,7 +968,7 @@ def main(argv=None) -> int:
                 continue   # fixes 5 and 6 change UnstructurePrune / ASPPrune only
             if tool == "act_nodrop" and method not in ("cp50", "cp25"):
                 continue   # fix 7 is for ChannelPrune
-            if tool == "act_mean" and method not in TP_METHODS:
+            if tool in ("act_mean", "act_tpdrop") and method not in TP_METHODS:
                 continue   # fix 8 is for the transformers' mean pooling
             if tool == "actc_grad" and method not in TP_METHODS:
                 continue
