@@ -55,6 +55,7 @@ was measured with:
     for m in tfm_digits tfm_encoder; do
       $B benchmarks/prune_vs_act.py --model $m --methods tp25 tp50 --iters 600 --lr 0.001 \
           --lat-rounds 15 --tools act_raw act act_mean act_tpdrop actc actc_grad --out-json $R/$m.json
+      $B benchmarks/prune_vs_act.py --latency-only $R/$m.json --lat-rounds 30 --lat-runs 200 --lat-xshape
       $B benchmarks/prune_vs_act.py --model $m --methods tp25 tp50 --iters 600 --lr 0.001 --seed 1 \
           --tools act_mean actc actc_grad --no-latency --out-json $R/${m}_seed1.json
       $B benchmarks/prune_vs_act.py --model $m --methods tp25 tp50 --iters 600 --lr 0.001 --seed 1 \
@@ -362,7 +363,7 @@ def add_transpose_xshape(src: Path, dst: Path) -> int:
     """Copy of a model whose transpose2 ops get their XShape output back (--lat-xshape).
 
     Inference export drops it; ACT's recover_inference_program restores it for training and
-    its written models keep it. Paddle Inference's oneDNN matmul_transpose_reshape fuse needs
+    its written models keep it. Paddle Inference's matmul_transpose_reshape_onednn_fuse_pass needs
     it: without it the attention's transpose2 + reshape2 after the context matmul stay separate
     ops (tfm_encoder: 35 ops after IR optimisation instead of 31).
     """
@@ -825,7 +826,7 @@ def fmt_tables(result: dict) -> str:
     for method, tools in result["cells"].items():
         for tool, r in tools.items():
             if not r.get("ok"):
-                err = str(r.get("error"))[:200].replace("|", "/")
+                err = str(r.get("error"))[:200].replace("|", "/").replace("\n", " ")
                 lines.append(f"| {method} | {tool} | error: {err} | | | | | | | | | | {r.get('wall_s', 0):.1f} |")
                 continue
             lat = r.get("latency", {})
