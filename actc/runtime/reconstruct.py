@@ -318,12 +318,16 @@ class SoftRounding:
         return p.clip(p.nn.functional.sigmoid(self.V) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
 
     def weight(self):
-        """The soft-quantized weight (differentiable in V)."""
-        return self.paddle.clip(self.floor_t + self._h(), self.lo, self.hi) * self.step_t
+        """The soft-quantized weight (differentiable in V); its h is reused by the
+        regulariser of the same step."""
+        self._step_h = self._h()
+        return self.paddle.clip(self.floor_t + self._step_h, self.lo, self.hi) * self.step_t
 
     def regularizer(self, beta: float):
         """mean(1 - |2h - 1|^beta): pushes every h to 0 or 1."""
-        return (1.0 - (2.0 * self._h() - 1.0).abs().pow(beta)).mean()
+        h, self._step_h = getattr(self, "_step_h", None), None
+        h = self._h() if h is None else h
+        return (1.0 - (2.0 * h - 1.0).abs().pow(beta)).mean()
 
     def learned_codes(self) -> np.ndarray:
         return np.clip(self.floor + (self.V.numpy() >= 0).astype(np.float32), self.lo, self.hi)

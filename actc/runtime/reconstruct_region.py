@@ -88,7 +88,7 @@ def reconstruct_regions(program: Program, quantizers: list[Quantizer], dataset, 
         with dygraph(paddle, place):
             try:
                 stream = interp.Stream(paddle, program, batches,
-                                       keep={n for r in eligible for n in r.inputs},
+                                       keep=[n for r in eligible for n in r.inputs],
                                        upto=[n for r in eligible for n in r.inputs])
             except interp.Unsupported as e:
                 why_not = str(e)
@@ -101,6 +101,8 @@ def reconstruct_regions(program: Program, quantizers: list[Quantizer], dataset, 
         with dygraph(paddle, place):
             stream.verify(reference, CHECK_TOLERANCE, in_regions)
         quant_runner = None     # the stream computes the inputs from here on
+    elif not simulate_activation_quant:
+        quant_runner = None     # the float model gives the inputs
     elif why_not:
         report.skipped.append(f"inputs from the executor, one pass per region (the dygraph "
                               f"forward cannot run {why_not})")
@@ -182,6 +184,31 @@ def _learn(paddle, program: Program, region: Region, inputs, targets, program_ou
         env.update(weights)
         return interp.run(paddle, region.ops, env)[region.output]
 
+    # the ops that do not depend on any weight being learned (the input's QDQ, a residual
+    # branch straight from the input) run once per training batch, not every step
+    varying = {s.q.output for s in softs}
+    fixed_ops, step_ops = [], []
+    for op in region.ops:
+        if any(n in varying for n in op.input_names):
+            step_ops.append(op)
+            varying.update(op.output_names)
+        else:
+            fixed_ops.append(op)
+    wanted = {n for op in step_ops for n in op.input_names} | {region.output}
+
+    def fixed(x) -> dict:
+        env = dict(params)
+        env.update(zip(region.inputs, x))
+        with paddle.no_grad():
+            interp.run(paddle, fixed_ops, env)
+        return {n: v for n, v in env.items() if n in wanted and n not in params}
+
+    def step_run(pre: dict, weights):
+        env = dict(params)
+        env.update(pre)
+        env.update(weights)
+        return interp.run(paddle, step_ops, env)[region.output]
+
     def hard(codes_of) -> dict:
         return {s.q.output: s.hard_weight(codes_of(s)) for s in softs}
 
@@ -205,9 +232,9 @@ def _learn(paddle, program: Program, region: Region, inputs, targets, program_ou
             out = outs[0] if len(outs) == 1 else paddle.concat(outs, axis=0)
             return float(((out - full_y) ** 2).sum()) / len(ys) / norm, out
 
-    learn_rounding(paddle, [s.V for s in softs], xs, ys,
-                   lambda x, y: ((run(x, {s.q.output: s.weight() for s in softs}) - y) ** 2
-                                 ).sum() / norm,
+    learn_rounding(paddle, [s.V for s in softs], [fixed(x) for x in xs], ys,
+                   lambda pre, y: ((step_run(pre, {s.q.output: s.weight() for s in softs})
+                                    - y) ** 2).sum() / norm,
                    lambda beta: sum(s.regularizer(beta) for s in softs),
                    epochs=epochs, lr=lr, reg_lambda=reg_lambda,
                    desc=f"reconstruct {region.name}", progress=progress)
