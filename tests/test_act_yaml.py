@@ -41,7 +41,7 @@ SEED_EXAMPLES = {
     "act_distill.yaml": ["distill", "train"],
     "act_channel_prune.yaml": ["prune_channels", "distill", "train"],
     "act_asp.yaml": ["asp_prune", "task_loss", "distill", "train"],  # labels, else distil
-    "act_transformer_prune.yaml": ["prune_transformer", "distill", "train"],
+    "act_transformer_prune.yaml": ["prune_transformer", "distill", "train", "restore_xshape"],
     "act_unstructure_prune.yaml": ["sparsify", "task_loss", "distill", "train"],
     "act_old_format.yaml": ["sparsify", "distill", "train", "skip_ops", "pact", "quantize",
                             "distill", "train", "convert"],

@@ -112,6 +112,8 @@ def test_bundled_transformer_prune_config_and_recipe(tmp_path, capsys, how):
     assert code == 0, cap.err
     assert "4 -> 3 heads" in cap.err
     assert float(re.search(r"compressed (\d+\.\d+)%", cap.out).group(1)) >= 98.0  # 99.25/99.50
+    written, _ = load_model(tmp_path / "o")  # restore_xshape ran last: oneDNN's fuses apply
+    assert all(op.output("XShape") for op in written.ops(("transpose2", "reshape2")))
 
 
 def _pruned_accuracy(tmp_path, recipe: str, data: str | None) -> tuple[float, list[str]]:
@@ -221,3 +223,78 @@ def test_too_many_neurons_to_ablate_fall_back_to_magnitude(tmp_path, monkeypatch
     text = "\n".join(notes)
     assert "128 feed-forward neurons are more than 100" in text
     assert "linear_4.w_0: 64 -> 32 channels (l1_norm)" in text and "head ranking at" in text
+
+
+def _predictor(model_dir: Path, optimized_dir: Path | None = None):
+    """Paddle Inference as `actc bench` loads fp32 models (CPU, oneDNN); with
+    ``optimized_dir`` it also writes the optimised program there."""
+    from actc.runtime.paddle_env import import_paddle
+    pi = import_paddle().inference
+    config = pi.Config(str(model_dir / "model.pdmodel"), str(model_dir / "model.pdiparams"))
+    config.disable_gpu()
+    config.enable_mkldnn()
+    config.disable_glog_info()
+    if optimized_dir is not None:
+        config.set_optim_cache_dir(str(optimized_dir))
+        config.enable_save_optim_model(True)
+    return pi.create_predictor(config)
+
+
+def _infer(predictor, tokens):
+    h = predictor.get_input_handle("tokens")
+    h.reshape(tokens.shape)
+    h.copy_from_cpu(tokens)
+    predictor.run()
+    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+
+
+def test_restore_xshape_adds_exactly_the_missing_outputs():
+    from actc.ir.opdefs import XSHAPE_OPS
+
+    program, files = load_model(FIXTURE)
+    before = {op.uid: dict(op.outputs) for op in program.ops()}
+    missing = [op for op in program.ops(XSHAPE_OPS) if not op.output("XShape")]
+    assert [op.type for op in missing] == ["transpose2"] * 8  # the reshape2s keep theirs
+    n_vars = len(list(program.all_vars()))
+    c = compile_source("recipe m() { restore_xshape() }", "<t>", program=program)
+    (res,) = run_pipeline(c, PipelineContext(program=program, source=files))
+    assert (res.matched, res.rewired, res.vars_added, res.ops_added) == (8, 8, 8, 0)
+    assert len(list(program.all_vars())) == n_vars + 8
+    for op in program.ops():
+        if op in missing:
+            (xs,) = op.output("XShape")
+            x = program.var(op.input("X")[0])
+            v = program.var(xs)
+            assert list(v.shape) == [0] + list(x.shape) and v.dtype == x.dtype
+            assert not v.persistable
+            assert {k: w for k, w in op.outputs.items() if k != "XShape"} == before[op.uid]
+        else:
+            assert dict(op.outputs) == before[op.uid]
+    (again,) = run_pipeline(c, PipelineContext(program=program, source=files))
+    assert again.summary() == "no change"
+
+
+def test_restored_xshape_runs_the_same_and_fuses_in_paddle_inference(tmp_path):
+    """The written model computes the same; Paddle Inference's oneDNN
+    matmul_transpose_reshape fuse now applies (35 -> 31 ops after IR optimisation)."""
+    pytest.importorskip("paddle")
+    from actc.cli.main import main
+    from actc.proto import framework_pb2 as fpb
+
+    recipe = tmp_path / "r.actc"
+    recipe.write_text("recipe m() { restore_xshape() }")
+    assert main(["compile", str(FIXTURE), "--recipe", str(recipe), "-o",
+                 str(tmp_path / "x")]) == 0
+    with np.load(FIXTURE / "test.npz") as z:
+        tokens = z["tokens"][:64]
+    counts = []
+    outs = []
+    for i, model in enumerate((FIXTURE, tmp_path / "x")):
+        opt = tmp_path / f"opt{i}"
+        outs.append(_infer(_predictor(model, opt), tokens))
+        desc = fpb.ProgramDesc()
+        desc.ParseFromString((opt / "_optimized.pdmodel").read_bytes())
+        counts.append([o.type for o in desc.blocks[0].ops])
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-6)
+    assert (len(counts[0]), len(counts[1])) == (35, 31)
+    assert counts[0].count("transpose2") == 2 and "transpose2" not in counts[1]

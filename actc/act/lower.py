@@ -110,7 +110,8 @@ class _Lowerer:
                      "task_loss": ("Distillation",), "train": ("TrainConfig",),
                      "auto": ("TrainConfig", "Global"), "set_feed_shape": ("Global",),
                      "sparsify": ("UnstructurePrune",), "asp_prune": ("ASPPrune",),
-                     "prune_channels": ("ChannelPrune",), "prune_transformer": ("TransformerPrune",)}
+                     "prune_channels": ("ChannelPrune",), "prune_transformer": ("TransformerPrune",),
+                     "restore_xshape": ("TransformerPrune",)}
 
     def section_of(self, step: str) -> str | None:
         for sec in self.STEP_SECTIONS.get(step, ()):
@@ -158,6 +159,12 @@ class _Lowerer:
                 getattr(self, "prune_" + p)()
             self.distill_steps("the pruned model")
             self.train_step("pruning")
+            if "TransformerPrune" in prunes:
+                self.comment("Give transpose2/reshape2 back the XShape output export drops: "
+                             "Paddle Inference's oneDNN",
+                             "matmul_transpose_reshape fuse needs it (ACT's written models "
+                             "keep it).")
+                self.step("restore_xshape")
         if quant == "QuantPost":
             if not prunes:
                 self.distill_before_ptq()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from actc.dsl import ast as A
 from actc.dsl.known_ops import KNOWN_OP_TYPES
 from actc.dsl.parser import error_at
+from actc.dsl.rules import slot_target
 from actc.dsl.selectors import _walk
 from actc.errors import did_you_mean
 
@@ -33,7 +34,7 @@ def check_pass(d: A.PassDef, params, path: str, source: str) -> None:
                     and n.id not in KNOWN_OP_TYPES and n.id not in ("op", "var", "all", "none"):
                 fail(f"unknown name '{n.id}'{did_you_mean(n.id, scope | enum_words)}", n.pos)
 
-    def target(t, scope):
+    def target(t, scope, unset=False):
         if isinstance(t, A.Attr) and t.name == "shape":  # `set VAR.shape = [...]`
             expr(t.obj, scope)
             return
@@ -42,11 +43,17 @@ def check_pass(d: A.PassDef, params, path: str, source: str) -> None:
                 fail(f"set {t.id}: no such name to rebind (bind it with let first)"
                      f"{did_you_mean(t.id, scope)}", t.pos)
             return
+        if slot_target(t) is not None:  # `set o.output.SLOT = [...]` (or input)
+            if unset:
+                fail("unset takes an op attribute; to empty an op's slot write "
+                     "`set o.output.SLOT = []`", getattr(t, "pos", None))
+            expr(t, scope)
+            return
         ok = (isinstance(t, A.Attr) and isinstance(t.obj, A.Attr) and t.obj.name == "attr") or \
              (isinstance(t, A.Index) and isinstance(t.obj, A.Attr) and t.obj.name == "attr")
         if not ok:
-            fail("can only set an op attribute (x.attr.NAME or x.attr[EXPR]), a var's shape "
-                 "(v.shape) or a name bound by let",
+            fail("can only set an op attribute (x.attr.NAME or x.attr[EXPR]), an op's slot "
+                 "(x.output.SLOT, x.input.SLOT), a var's shape (v.shape) or a name bound by let",
                  getattr(t, "pos", None))
         expr(t, scope)
 
@@ -84,7 +91,7 @@ def check_pass(d: A.PassDef, params, path: str, source: str) -> None:
                 block(s.then, scope)
                 block(s.orelse, scope)
             elif isinstance(s, (A.SetStmt, A.Unset)):
-                target(s.target, scope)
+                target(s.target, scope, unset=isinstance(s, A.Unset))
                 if isinstance(s, A.SetStmt):
                     expr(s.value, scope)
             elif isinstance(s, A.Rewire):

@@ -415,6 +415,13 @@ def has_var(ev, name: "str") -> "bool":
 
 
 @primitive
+def xshape_ops(ev) -> "list":
+    """The reshape-like op types with an XShape output (reshape2, transpose2, squeeze2 ...)."""
+    from actc.ir.opdefs import XSHAPE_OPS
+    return list(XSHAPE_OPS)
+
+
+@primitive
 def dead_ops(ev) -> "list":
     """Ops nothing fetched depends on that write no persistable var of the model
     (training-only ops: the teacher, losses and the label feed), in program order."""

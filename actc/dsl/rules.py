@@ -69,6 +69,18 @@ def _array(data, dtype, pos) -> np.ndarray:
     return out
 
 
+SLOT_SIDES = {"input": "input", "inputs": "input", "output": "output", "outputs": "output"}
+
+
+def slot_target(t):
+    """A `set` target naming an op's slot, `x.output.SLOT` or `x.output[EXPR]` (`input`,
+    `inputs`, `outputs` alike): (side, op expression, slot name or expression), else None."""
+    if isinstance(t, (A.Attr, A.Index)) and isinstance(t.obj, A.Attr) \
+            and t.obj.name in SLOT_SIDES:
+        return SLOT_SIDES[t.obj.name], t.obj.obj, t.name if isinstance(t, A.Attr) else t.index
+    return None
+
+
 class _Return(Exception):
     """`return`: the rule is done with the current match."""
 
@@ -255,6 +267,9 @@ class RuleRunner:
         if isinstance(s.target, A.Attr) and s.target.name == "shape":
             self._set_shape(s, env)
             return
+        if slot_target(s.target) is not None:
+            self._set_slot(s, env)
+            return
         if isinstance(s.target, A.Name):  # rebind a name of an enclosing scope
             env[s.target.id] = self.val(s.value, env)
             env.setdefault(REBOUND, set()).add(s.target.id)
@@ -271,6 +286,53 @@ class RuleRunner:
             raise EvalError(f"cannot set attribute '{name}' of {op.type} to {show(value)}: "
                             f"{e}", s.pos) from None
         self.result.attrs_set += 1
+
+    def _set_slot(self, s: A.SetStmt, env):
+        """`set o.output.SLOT = [names]` (or `o.input`, `[EXPR]` for the slot): replace the
+        whole argument list of one slot, adding the slot when the op lacks it."""
+        side, op_expr, slot_expr = slot_target(s.target)
+        op = self.val(op_expr, env)
+        if not isinstance(op, Op):
+            raise EvalError(f"set .{side}.SLOT needs an op, got {type_name(op)}", s.pos)
+        slot = slot_expr if isinstance(slot_expr, str) else self.val(slot_expr, env)
+        if not isinstance(slot, str) or not slot:
+            raise EvalError(f"an {side} slot is named by a string, got {show(slot)}", s.pos)
+        value = self.val(s.value, env)
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise EvalError(f"{op.type}.{side}.{slot} takes var names (a string or a list of "
+                            f"them), got {show(value)}", s.pos)
+        names = [str(n) for n in names]
+        from actc.ir.opdefs import lookup
+        from actc.errors import did_you_mean
+        d = lookup(op.type)
+        if d is not None:
+            slots = d.outputs if side == "output" else d.inputs
+            if slot not in slots:
+                raise EvalError(f"{op.type} has no {side} slot '{slot}' (its {side}s: "
+                                f"{', '.join(slots) or 'none'}){did_you_mean(slot, slots)}",
+                                s.pos)
+            if len(names) > 1 and not slots[slot].duplicable:
+                raise EvalError(f"{op.type}.{side}.{slot} holds one var, got {len(names)}",
+                                s.pos)
+        for n in names:
+            if self.program.var(n, op.block) is None:
+                raise EvalError(f"set {op.type}.{side}.{slot}: no var '{n}' (declare it with "
+                                "`let x = new var(...)` first)", s.pos)
+        current = op.outputs.get(slot) if side == "output" else op.inputs.get(slot)
+        if current is not None and list(current) == names:
+            return
+        if side == "output":
+            for n in names:
+                other = [p for p, _, _ in self.program.producers(n, op.block) if p is not op]
+                if other:
+                    raise EvalError(f"set {op.type}.output.{slot}: '{n}' is already written by "
+                                    f"{other[0].type}; an op's output must be a var no other "
+                                    "op writes", s.pos)
+            self.program.set_args(op, outputs={slot: names})
+        else:
+            self.program.set_args(op, inputs={slot: names})
+        self.result.rewired += 1
 
     def _set_shape(self, s: A.SetStmt, env):
         name, shape = self.val(s.target.obj, env), self.val(s.value, env)

@@ -14,6 +14,12 @@ from pathlib import Path
 from actc.ir.attrs import A
 
 DATA = Path(__file__).with_name("opdefs.json")
+# Reshape-like ops with an XShape output (the input's shape, [0] + shape(X), which their grad
+# ops read and Paddle Inference's oneDNN fuses match on, e.g. matmul_transpose_reshape) that
+# inference export drops. One list for the training copy (actc.train.prepare) and the DSL
+# (the xshape_ops() primitive, the restore_xshape pass).
+XSHAPE_OPS = ("reshape2", "transpose2", "flatten_contiguous_range", "flatten2", "squeeze2",
+              "unsqueeze2")
 # protobuf enum attribute access is slow; the verifier runs after every pass
 BLOCK, BLOCKS, VAR, VARS, INTS = A.BLOCK, A.BLOCKS, A.VAR, A.VARS, A.INTS
 

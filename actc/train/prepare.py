@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from actc.errors import ActcError
 from actc.ir.attrs import A
 from actc.ir.merge import TEACHER_ATTR
+from actc.ir.opdefs import XSHAPE_OPS
 from actc.ir.program import Program
 from actc.runtime.executor import strip_feed_fetch
 
-XSHAPE_OPS = ("reshape2", "transpose2", "flatten_contiguous_range", "squeeze2", "unsqueeze2")
 NORM_STAT_SLOTS = {"batch_norm": ("Mean", "Variance"), "sync_batch_norm": ("Mean", "Variance")}
 FLOAT = ("float32", "float16", "bfloat16", "float64")
 MOVING_QUANTIZERS = ("fake_quantize_dequantize_moving_average_abs_max",
