@@ -16,8 +16,8 @@ from actc.ir.attrs import A
 DATA = Path(__file__).with_name("opdefs.json")
 # Reshape-like ops with an XShape output (the input's shape, [0] + shape(X), which their grad
 # ops read and Paddle Inference's oneDNN fuses match on, e.g. matmul_transpose_reshape) that
-# inference export drops. One list for the training copy (actc.train.prepare) and the DSL
-# (the xshape_ops() primitive, the restore_xshape pass).
+# inference export drops. The DSL reads it through xshape_ops(): the restore_xshape pass,
+# which the training copy (actc.train.prepare) runs too.
 XSHAPE_OPS = ("reshape2", "transpose2", "flatten_contiguous_range", "flatten2", "squeeze2",
               "unsqueeze2")
 # protobuf enum attribute access is slow; the verifier runs after every pass

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from actc.errors import ActcError
 from actc.ir.attrs import A
 from actc.ir.merge import TEACHER_ATTR
-from actc.ir.opdefs import XSHAPE_OPS
 from actc.ir.program import Program
 from actc.runtime.executor import strip_feed_fetch
 
@@ -63,20 +62,19 @@ def fill_common_attrs(p: Program) -> Program:
 
 
 def restore_xshape(p: Program) -> Program:
-    """The XShape (reshape-like ops) and Mask (dropout) outputs inference export drops; their
-    grad ops need them."""
+    """The XShape (reshape-like ops: the DSL pass restore_xshape, which transformer recipes
+    also run before writing) and Mask (dropout) outputs inference export drops; their grad ops
+    need them."""
+    from actc.dsl.registry import default_registry
+    from actc.dsl.rules import RuleRunner
+
     for op in list(p.ops()):
         if op.type == "dropout" and not op.output("Mask"):
             x = op.input("X")[0]
             name = p.fresh_name(op.output("Out")[0] + "@mask")
             p.add_var(name, shape=list(p.var(x).shape or []), dtype="uint8")
             p.set_args(op, outputs={"Mask": [name]})
-        if op.type in XSHAPE_OPS and not op.output("XShape"):
-            x = op.input("X")[0]
-            shape = p.var(x).shape if p.var(x) is not None else None
-            name = p.fresh_name(op.output("Out")[0] + "@xshape")
-            p.add_var(name, shape=[0] + list(shape or []), dtype=p.var(x).dtype or "float32")
-            p.set_args(op, outputs={"XShape": [name]})
+    RuleRunner(p, default_registry().get("restore_xshape").passdef, {}).run()
     return p
 
 
