@@ -141,7 +141,8 @@ class FloatCache:
     def __init__(self, runner, program: Program, batches: list[dict], needs: list[list[str]]):
         self.runner, self.program, self.batches = runner, program, batches
         self.needs = [list(dict.fromkeys(n)) for n in needs]
-        self.samples = sum(len(next(iter(b.values()))) for b in batches)
+        self.sizes = [len(next(iter(b.values()))) for b in batches]
+        self.samples = sum(self.sizes)
         self.values: dict[str, list[np.ndarray]] = {}
         self.fetched_upto = 0
 
@@ -174,10 +175,35 @@ class FloatCache:
             size += more
             j += 1
         if names:
-            runs = [self.runner.run(feed, names) for feed in self.batches]
+            runs = [self.runner.run(feed, names) for feed in self._chunks()]
             for i, n in enumerate(names):
-                self.values[n] = [r[i] for r in runs]
+                self.values[n] = _split([r[i] for r in runs], self.sizes)
         self.fetched_upto = j
+
+    def _chunks(self) -> list[dict]:
+        """The batches joined into runs of up to CHUNK_BYTES for the widest activation (one
+        executor run for small models instead of one a batch)."""
+        from actc.runtime.interp import CHUNK_BYTES, _per_sample_bytes
+
+        widest = max([_per_sample_bytes(self.program, v.name) for v in self.program.all_vars()
+                      if not self.program.is_weight(v.name)] or [0])
+        groups: list[list[dict]] = []
+        rows = 0
+        for feed, size in zip(self.batches, self.sizes):
+            if not groups or (rows + size) * widest > CHUNK_BYTES:
+                groups.append([])
+                rows = 0
+            groups[-1].append(feed)
+            rows += size
+        return [g[0] if len(g) == 1 else {k: np.concatenate([f[k] for f in g]) for k in g[0]}
+                for g in groups]
+
+
+def _split(parts: list[np.ndarray], sizes: list[int]) -> list[np.ndarray]:
+    """Arrays for chunks of batches, back into one array a batch (views)."""
+    whole = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    bounds = np.cumsum([0] + list(sizes))
+    return [whole[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 # --------------------------------------------------------------------------- main loop
