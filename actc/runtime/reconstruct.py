@@ -19,9 +19,14 @@ al. 2020, "Up or Down? Adaptive Rounding for Post-Training Quantization"):
   data and the better one is kept, so a layer never gets worse than plain PTQ on the data.
 
 Layers are walked in program order. With ``simulate_activation_quant: true`` the input of a
-layer is fetched from the quantized program itself (earlier layers already reconstructed,
-activation quantizers active): the exact input the deployed model feeds it. With ``false``
-both sides use the float model's input (weight rounding only, as PaddleSlim does).
+layer is what the quantized program feeds it (earlier layers already reconstructed,
+activation quantizers active), computed by one dygraph forward of the program that moves
+along as layers are done (:class:`actc.runtime.interp.Stream`, each op first checked against
+the executor on a batch; the executor per layer when an op cannot run there). With ``false``
+both sides use the float model's input (weight rounding only, as PaddleSlim does). The float
+targets of all layers come from one executor pass (:class:`FloatCache`, in several passes
+when they would not fit :data:`FLOAT_CACHE_BYTES`). ``epochs`` passes over the cached batches,
+one Adam step a batch (default 1: ten steps a layer at ``recon_batches: 10``).
 
 The optimisation runs in Paddle dygraph (``F.conv2d`` / ``paddle.matmul`` with the op's
 attributes); nothing is written to the IR until a layer is done. Its weight is then set to

@@ -11,9 +11,13 @@ ACT's YOLO configs write them) or, with none given, from the program's blocks
 
 The region runs in Paddle dygraph, one function per op kind (:mod:`actc.runtime.interp`);
 before learning, it is checked to reproduce the quantized program's own output for the
-region. With ``simulate_activation_quant`` its input comes from the quantized program with
-the earlier regions already reconstructed. At the end the hard rounding is compared with
-round-to-nearest on the cached data and the better one is kept for the whole region.
+region (on the program's values for the first batch). With ``simulate_activation_quant`` its
+input is what the quantized program feeds it with the earlier regions already reconstructed:
+a dygraph forward of the program (:class:`actc.runtime.interp.Stream`) takes each region's
+output with its chosen rounding and carries on from there, so the program is not re-run per
+region. The float targets come from one executor pass for all regions. At the end the hard
+rounding is compared with round-to-nearest on all cached samples and the better one is kept
+for the whole region.
 """
 from __future__ import annotations
 
