@@ -267,6 +267,7 @@ def collect_stats(program: Program, quantizers: list[Quantizer], dataset: Datase
         if k in snapshots_at:
             snapshots[k] = {n: s.copy() for n, s in stats.items()}
 
+    import_paddle()   # the first import (about 1 s) is not part of the pass's time
     begin = time.perf_counter()
     seen = stream_activations(program, names, dataset, fresh, batch_size=batch_size,
                               batch_nums=batch_nums, device=device, observe=observe,
