@@ -43,6 +43,26 @@ def make_data(n: int, rng: np.random.RandomState):
     return tokens, counts.argmax(1).astype("int64")
 
 
+def fit(paddle, model, opt, epochs: int, rng, train, test, sched=None) -> float:
+    """Cross-entropy training in shuffled batches (the LR schedule steps per batch);
+    returns the test accuracy."""
+    (x_tr, y_tr), (x_te, y_te) = train, test
+    for _ in range(epochs):
+        model.train()
+        perm = rng.permutation(len(x_tr))
+        for i in range(0, len(perm), BATCH):
+            idx = perm[i:i + BATCH]
+            loss = paddle.nn.functional.cross_entropy(model(paddle.to_tensor(x_tr[idx])),
+                                                      paddle.to_tensor(y_tr[idx]))
+            loss.backward()
+            opt.step()
+            opt.clear_grad()
+            if sched is not None:
+                sched.step()
+    model.eval()
+    return float((model(paddle.to_tensor(x_te)).numpy().argmax(1) == y_te).mean())
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -74,18 +94,7 @@ def main(argv=None) -> int:
 
     model = Classifier()
     opt = paddle.optimizer.Adam(learning_rate=2e-3, parameters=model.parameters())
-    for epoch in range(EPOCHS):
-        model.train()
-        perm = rng.permutation(len(x_tr))
-        for i in range(0, len(perm), BATCH):
-            idx = perm[i:i + BATCH]
-            loss = nn.functional.cross_entropy(model(paddle.to_tensor(x_tr[idx])),
-                                               paddle.to_tensor(y_tr[idx]))
-            loss.backward()
-            opt.step()
-            opt.clear_grad()
-    model.eval()
-    acc = float((model(paddle.to_tensor(x_te)).numpy().argmax(1) == y_te).mean())
+    acc = fit(paddle, model, opt, EPOCHS, rng, (x_tr, y_tr), (x_te, y_te))
     OUT.mkdir(parents=True, exist_ok=True)
     spec = [paddle.static.InputSpec([None, SEQ], "int64", "tokens")]
     paddle.jit.save(model, str(OUT / "model"), input_spec=spec)
@@ -134,19 +143,7 @@ def main_digits(out: Path) -> int:
     model = RowTransformer()
     sched = paddle.optimizer.lr.CosineAnnealingDecay(DIGITS_LR, DIGITS_EPOCHS * ((len(x_tr) + BATCH - 1) // BATCH))
     opt = paddle.optimizer.Adam(learning_rate=sched, parameters=model.parameters())
-    for epoch in range(DIGITS_EPOCHS):
-        model.train()
-        perm = rng.permutation(len(x_tr))
-        for i in range(0, len(perm), BATCH):
-            idx = perm[i:i + BATCH]
-            loss = nn.functional.cross_entropy(model(paddle.to_tensor(x_tr[idx])),
-                                               paddle.to_tensor(y_tr[idx]))
-            loss.backward()
-            opt.step()
-            opt.clear_grad()
-            sched.step()
-    model.eval()
-    acc = float((model(paddle.to_tensor(x_te)).numpy().argmax(1) == y_te).mean())
+    acc = fit(paddle, model, opt, DIGITS_EPOCHS, rng, (x_tr, y_tr), (x_te, y_te), sched)
     out.mkdir(parents=True, exist_ok=True)
     spec = [paddle.static.InputSpec([None, 8, 8], "float32", "image")]
     paddle.jit.save(model, str(out / "model"), input_spec=spec)
