@@ -135,7 +135,22 @@ def test_auto_is_the_ptq_default_and_reports_every_tensor(capsys, tmp_path):
         assert row["winner"] in row["errors"] and row["applied"] in row["thresholds"]
         assert row["errors"][row["winner"]] == min(row["errors"].values())
     assert data["kept"] in data["model_snr_db"]
-    assert data["model_snr_db"][data["kept"]] == max(data["model_snr_db"].values())
+    from actc.runtime.auto_calib import CHECK_TIE_DB
+    best = max(data["model_snr_db"].values())
+    assert data["model_snr_db"][data["kept"]] >= best - CHECK_TIE_DB
+
+
+def test_model_check_breaks_near_ties_by_layer_error_rank():
+    from actc.runtime.auto_calib import CHECK_TIE_DB, pick_checked
+
+    order = ["per-tensor", "mse", "mse+per-tensor", "abs_max"]
+    # abs_max wins the check by less than the tie margin: mse, ranked first, is kept
+    snr = {"per-tensor": 33.6, "mse": 34.1, "mse+per-tensor": 34.0, "abs_max": 34.2}
+    assert pick_checked(snr, order) == "mse"
+    # a clear win is kept
+    snr["abs_max"] = snr["mse"] + 2 * CHECK_TIE_DB
+    assert pick_checked(snr, order) == "abs_max"
+    assert pick_checked({"per-tensor": 30.0, "mse": 30.1}, ["per-tensor", "mse"]) == "per-tensor"
 
 
 def test_model_check_plan_is_bounded_on_big_inputs():

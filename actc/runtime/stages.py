@@ -93,26 +93,36 @@ def calibrate(ctx, args: dict) -> None:
 
 
 def tail_samples(dataset, count: int) -> list:
-    """The last ``count`` samples of the data in as few batches as the source gives (all of
-    it when it is that short; a data function's own batches are cut to size)."""
+    """The last ``count`` samples of the data as one batch (all of it when it is that short;
+    a data function's own batches are cut to size). A short last batch is topped up from the
+    one before it."""
     import itertools
 
     size = max(1, count)   # one run per configuration
     available = dataset.num_batches(size, None)
-    want = -(-count // size)
-    skip = max(0, (available or 0) - want)
-    out, have = [], 0
+    skip = max(0, (available or 0) - 2)
+    picked = []
     for batch in itertools.islice(dataset.batches(size, None), skip, None):
-        take = min(len(batch), count - have)
-        if take <= 0:
-            break
-        rows = len(batch)
-        feed = {k: (v[:take] if getattr(v, "ndim", 0) and len(v) == rows else v)
-                for k, v in batch.feed.items()}
-        label = batch.label[:take] if batch.label is not None else None
-        out.append(Batch(feed, label))
-        have += take
-    return out
+        picked.append(batch)
+        if available is None and sum(len(b) for b in picked) >= count:
+            break   # a data function: its first samples
+    if not picked:
+        return []
+    picked = picked[-2:] if available else picked
+    rows = [len(b) for b in picked]
+
+    def rows_of(values, last):
+        batched = all(getattr(v, "ndim", 0) and len(v) == n for v, n in zip(values, rows))
+        if not batched:
+            return values[-1]
+        merged = np.concatenate(values)
+        return merged[-count:] if last else merged[:count]
+
+    last = available is not None
+    feed = {k: rows_of([b.feed[k] for b in picked], last) for k in picked[-1].feed}
+    labels = [b.label for b in picked]
+    label = rows_of(labels, last) if all(lab is not None for lab in labels) else None
+    return [Batch(feed, label)]
 
 
 def _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, dataset,
