@@ -147,7 +147,8 @@ def _auto_thresholds(ctx, quantizers, stats, samples, originals, choice, args, d
                                        len(configs))
     configs = dict(list(configs.items())[:k])
     checked_on = tail_samples(dataset, n)
-    how = f"the last {sum(len(b) for b in checked_on)} calibration samples"
+    where = "last" if dataset.num_batches(max(1, n), None) is not None else "first"
+    how = f"the {where} {sum(len(b) for b in checked_on)} calibration samples"
     winner, chosen, snr = model_check(ctx.program, quantizers, stats, configs, originals,
                                       choice.weight_algo, checked_on, ctx.device)
     base = winner.split("+")[0]
