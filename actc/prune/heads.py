@@ -270,7 +270,7 @@ def gradient_scores(program: Program, dataset, unit_sets: list[list], batch_size
     Returns the scores (one array per unit set) and the number of samples."""
     from actc.dsl.compiler import compile_source
     from actc.dsl.pipeline import PipelineContext, run_pipeline
-    from actc.runtime.paddle_env import import_paddle, resolve_place, set_forward_only
+    from actc.runtime.paddle_env import import_paddle, onednn_off, resolve_place
     from actc.train.prepare import prepare
 
     copy = program.clone()
@@ -300,13 +300,9 @@ def gradient_scores(program: Program, dataset, unit_sets: list[list], batch_size
         scope.var(name).get_tensor().set(np.asarray(tensor.array), place)
     exe = paddle.static.Executor(place)
     weights = {n: np.asarray(program.params[n].array, dtype=np.float64) for n in names}
-    onednn = paddle.get_flags(["FLAGS_use_mkldnn"])["FLAGS_use_mkldnn"]
-    set_forward_only(False)  # oneDNN breaks grad kernels (PADDLE_NOTES)
-    try:
+    with onednn_off():  # oneDNN breaks grad kernels (PADDLE_NOTES)
         return _accumulate(paddle, exe, main, scope, spec.label, fetch, names, weights,
                            dataset, unit_sets, batch_size, batch_nums)
-    finally:
-        set_forward_only(bool(onednn))
 
 
 def _accumulate(paddle, exe, main, scope, label, fetch, names, weights, dataset, unit_sets,

@@ -34,16 +34,14 @@ SAMPLES = 16
 #: elements of one tensor's kept samples at most (bounds the memory and the scoring time
 #: auto adds on big inputs; small models keep all SAMPLES).
 SAMPLE_ELEMENTS = 1 << 20
-#: the whole-model check: samples it runs on (a sixteenth of those calibrated on, within these
+#: the whole-model check: samples it runs on (an eighth of those calibrated on, within these
 #: bounds), and the quantized activation values all its runs may pass through, which caps its
 #: cost on big inputs (fewer configurations first, then fewer samples).
 CHECK_SAMPLES = (8, 64)
 CHECK_VALUES = 1 << 27
-#: configurations the check keeps at least: the per-tensor mix, the blend and the best single.
+#: configurations the check runs: at least the per-tensor mix, the best single and the blend;
+#: at most this many (the most promising first).
 CHECK_MIN_CONFIGS = 3
-
-
-#: configurations the check runs at most (the most promising first).
 CHECK_MAX_CONFIGS = 6
 
 

@@ -15,7 +15,8 @@ from actc.ir.program import Program
 from actc.quant import auto
 from actc.quant.quantizers import Quantizer
 from actc.quant.reference import fake_quant_dequant
-from actc.runtime.layers import CONV_TYPES, Layer, attach_epilogue, dygraph, forward
+from actc.runtime.layers import (CONV_TYPES, Layer, attach_epilogue, dygraph, forward,
+                                 numpy_epilogue)
 
 _INPUT_SLOT = {"conv2d": "Input", "depthwise_conv2d": "Input", "mul": "X", "matmul_v2": "X"}
 _WEIGHT_SLOT = {"conv2d": "Filter", "depthwise_conv2d": "Filter", "mul": "Y", "matmul_v2": "Y"}
@@ -118,25 +119,6 @@ def _layer_errors(paddle, act: Quantizer, layers: list[Layer], cands: dict[str, 
                 diff = diff.reshape(ts.size, -1)
                 per_value[lo:lo + ts.size] += np.einsum("ij,ij->i", diff, diff) / norm
     return {k: float(per_value[i]) for k, i in index.items()}
-
-
-def numpy_epilogue(layer: Layer):
-    """y -> relu(a * y + b) in place, along the layer's output channel axis."""
-    if layer.affine is None:
-        return lambda y: y
-
-    def apply(y: np.ndarray) -> np.ndarray:
-        shape = [1] * y.ndim
-        shape[layer.channel_axis] = layer.affine[0].size
-        y = np.asarray(y, dtype=np.float32)
-        if not y.flags.writeable:
-            y = y.copy()
-        y *= layer.affine[0].reshape(shape)
-        y += layer.affine[1].reshape(shape)
-        if layer.relu:
-            np.maximum(y, 0, out=y)
-        return y
-    return apply
 
 
 #: single algorithms the per-tensor mix may be checked against on the whole model.

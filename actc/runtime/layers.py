@@ -117,3 +117,23 @@ def epilogue_fn(paddle, layer: Layer, ndim: int, to_tensor):
     a, b = (to_tensor(v.reshape(shape)) for v in layer.affine)
     act = paddle.nn.functional.relu if layer.relu else (lambda t: t)
     return lambda y: act(y * a + b)
+
+
+def numpy_epilogue(layer: Layer):
+    """epilogue_fn in numpy, in place: where no gradient is needed it is far cheaper (Paddle's
+    broadcasting ``y * a + b`` on CPU costs 3x a conv over the same tensor)."""
+    if layer.affine is None:
+        return lambda y: y
+
+    def apply(y: np.ndarray) -> np.ndarray:
+        shape = [1] * y.ndim
+        shape[layer.channel_axis] = layer.affine[0].size
+        y = np.asarray(y, dtype=np.float32)
+        if not y.flags.writeable:
+            y = y.copy()
+        y *= layer.affine[0].reshape(shape)
+        y += layer.affine[1].reshape(shape)
+        if layer.relu:
+            np.maximum(y, 0, out=y)
+        return y
+    return apply
